@@ -1,0 +1,2 @@
+//! postwerk: the admin command.
+fn main() {}

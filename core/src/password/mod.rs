@@ -1,0 +1,1 @@
+//! Dovecot-compatible password schemes (filled in by the password work).

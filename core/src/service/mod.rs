@@ -1,0 +1,1 @@
+//! Listeners, shutdown and readiness (filled in by the service work).

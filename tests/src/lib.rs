@@ -1,0 +1,1 @@
+//! Real-peer test harness.
