@@ -1,0 +1,561 @@
+//! Every SQL statement postwerk runs, named after the guide's semantics.
+//! Statements are written once (`?` placeholders, `{quota}` for the
+//! unsigned quota column) and adapted per backend by [`super::sql_for`].
+//! Lookups return `Ok(None)` / an empty list for "not found"; errors are
+//! [`DbError`]s, temporary unless proven otherwise.
+//!
+//! Keys are compared as given: callers pass normalised (lowercase, ASCII
+//! domain) values, as Postfix folds map keys and Dovecot applies `%Lu`.
+//! LIMITATION: on MariaDB the guide's default collation also matches rows
+//! stored in mixed case; SQLite (schema with `COLLATE NOCASE`) does the same
+//! for ASCII; PostgreSQL compares exactly, so rows must be stored lowercase
+//! (the CLI does).
+
+use super::{Backend, Db, DbError, model::*, sql_for};
+use crate::config::Secret;
+use sqlx::Row;
+
+/// Runs a SELECT on whichever pool `$db` is and maps each row.
+macro_rules! fetch_all {
+    ($db:expr, $what:literal, $sql:expr, [$($bind:expr),* $(,)?], |$row:ident| $map:expr) => {{
+        let sql: &'static str = $sql;
+        let res: Result<Vec<_>, sqlx::Error> = match $db {
+            Db::Sqlite(p) => sqlx::query(sql_for(sql, Backend::Sqlite))$(.bind($bind))*
+                .fetch_all(p).await
+                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+            Db::MySql(p) => sqlx::query(sql_for(sql, Backend::MySql))$(.bind($bind))*
+                .fetch_all(p).await
+                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+            Db::Postgres(p) => sqlx::query(sql_for(sql, Backend::Postgres))$(.bind($bind))*
+                .fetch_all(p).await
+                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+        };
+        res.map_err(|e| DbError::from_sqlx($what, e))
+    }};
+}
+
+/// Runs an INSERT/UPDATE/DELETE and returns the number of rows affected.
+macro_rules! execute {
+    ($db:expr, $what:expr, $sql:expr, [$($bind:expr),* $(,)?]) => {{
+        let sql: &'static str = $sql;
+        let res: Result<u64, sqlx::Error> = match $db {
+            Db::Sqlite(p) => sqlx::query(sql_for(sql, Backend::Sqlite))$(.bind($bind))*
+                .execute(p).await.map(|r| r.rows_affected()),
+            Db::MySql(p) => sqlx::query(sql_for(sql, Backend::MySql))$(.bind($bind))*
+                .execute(p).await.map(|r| r.rows_affected()),
+            Db::Postgres(p) => sqlx::query(sql_for(sql, Backend::Postgres))$(.bind($bind))*
+                .execute(p).await.map(|r| r.rows_affected()),
+        };
+        res.map_err(|e| DbError::from_sqlx($what, e))
+    }};
+}
+
+const ACCOUNT_COLUMNS: &str = "username, domain, password, {quota} AS quota, enabled, sendonly";
+
+fn account_from<R: Row>(row: &R) -> Result<Account, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(Account {
+        username: row.try_get(0)?,
+        domain: row.try_get(1)?,
+        password: Secret::new(row.try_get::<String, _>(2)?),
+        quota_mb: row.try_get::<Option<i64>, _>(3)?.unwrap_or(0),
+        enabled: row.try_get::<Option<bool>, _>(4)?.unwrap_or(false),
+        sendonly: row.try_get::<Option<bool>, _>(5)?.unwrap_or(false),
+    })
+}
+
+fn alias_from<R: Row>(row: &R) -> Result<Alias, sqlx::Error>
+where
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<bool>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    usize: sqlx::ColumnIndex<R>,
+{
+    Ok(Alias {
+        source_username: row.try_get(0)?,
+        source_domain: row.try_get(1)?,
+        destination_username: row.try_get(2)?,
+        destination_domain: row.try_get(3)?,
+        enabled: row.try_get::<Option<bool>, _>(4)?.unwrap_or(false),
+    })
+}
+
+fn tls_policy_from(domain: String, policy: String, params: Option<String>) -> Result<TlsPolicy, DbError> {
+    let policy = policy.parse().map_err(|e: String| DbError::BadRow {
+        table: "tlspolicies",
+        detail: format!("domain {domain}: {e}"),
+    })?;
+    Ok(TlsPolicy { domain, policy, params })
+}
+
+impl Db {
+    // ---- schema -------------------------------------------------------
+
+    /// `postwerk db init`: creates the guide's four tables if they do not
+    /// exist. Never alters an existing table.
+    pub async fn init_schema(&self) -> Result<(), DbError> {
+        for stmt in self.backend().schema().split(';') {
+            let stmt: String = stmt
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if stmt.trim().is_empty() {
+                continue;
+            }
+            let stmt: &'static str = Box::leak(stmt.into_boxed_str());
+            execute!(self, "init_schema", stmt, [])?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the four tables are there and readable; the error says
+    /// which one is missing.
+    pub async fn check_schema(&self) -> Result<(), DbError> {
+        for (table, sql) in [
+            ("domains", "SELECT COUNT(*) FROM domains"),
+            ("accounts", "SELECT COUNT(*) FROM accounts"),
+            ("aliases", "SELECT COUNT(*) FROM aliases"),
+            ("tlspolicies", "SELECT COUNT(*) FROM tlspolicies"),
+        ] {
+            let res = fetch_all!(self, "check_schema", sql, [], |r| r.try_get::<i64, _>(0)?);
+            if let Err(e) = res {
+                return Err(match e {
+                    DbError::Query { source, .. } => DbError::BadRow {
+                        table,
+                        detail: format!("cannot read table {table} ({source}); run `postwerk db init`"),
+                    },
+                    other => other,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    // ---- Postfix lookups (the guide's /etc/postfix/sql/*.cf) -------------
+
+    /// `domains.cf` (`virtual_mailbox_domains`): is `domain` ours?
+    pub async fn domain_exists(&self, domain: &str) -> Result<bool, DbError> {
+        let rows = fetch_all!(self, "domain_exists", "SELECT domain FROM domains WHERE domain = ?", [domain], |r| {
+            r.try_get::<String, _>(0)?
+        })?;
+        Ok(!rows.is_empty())
+    }
+
+    /// `accounts.cf` (`virtual_mailbox_maps`): the enabled account
+    /// `user@domain` (send-only accounts included, as in the guide).
+    pub async fn enabled_account(&self, user: &str, domain: &str) -> Result<Option<Account>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "enabled_account",
+            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE username = ? AND domain = ? AND enabled = true LIMIT 1",
+            [user, domain],
+            |r| account_from(r)?
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// `aliases.cf` (`virtual_alias_maps`), exactly as the guide's query:
+    /// the enabled alias rows for `user@domain` together with the domain's
+    /// catch-all rows (`source_username IS NULL`), but none at all when an
+    /// account `user@domain` exists (enabled or not). Several rows make a
+    /// distribution list. Returns `user@domain` destinations, sorted.
+    pub async fn guide_alias_destinations(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+        fetch_all!(
+            self,
+            "guide_alias_destinations",
+            "SELECT DISTINCT destination_username, destination_domain FROM aliases \
+             WHERE (source_username = ? OR source_username IS NULL) AND source_domain = ? AND enabled = true \
+             AND NOT EXISTS (SELECT id FROM accounts WHERE username = ? AND domain = ?) \
+             ORDER BY destination_username, destination_domain",
+            [user, domain, user, domain],
+            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+        )
+    }
+
+    /// The enabled alias rows whose source is exactly `user@domain`
+    /// (no catch-all), as destinations.
+    pub async fn alias_destinations(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+        fetch_all!(
+            self,
+            "alias_destinations",
+            "SELECT DISTINCT destination_username, destination_domain FROM aliases \
+             WHERE source_username = ? AND source_domain = ? AND enabled = true \
+             ORDER BY destination_username, destination_domain",
+            [user, domain],
+            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+        )
+    }
+
+    /// The enabled catch-all destinations of `domain`.
+    pub async fn catch_all_destinations(&self, domain: &str) -> Result<Vec<String>, DbError> {
+        fetch_all!(
+            self,
+            "catch_all_destinations",
+            "SELECT DISTINCT destination_username, destination_domain FROM aliases \
+             WHERE source_username IS NULL AND source_domain = ? AND enabled = true \
+             ORDER BY destination_username, destination_domain",
+            [domain],
+            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+        )
+    }
+
+    /// `recipient-access.cf` (`check_recipient_access`): `OK` for an enabled
+    /// mailbox account, `REJECT` for an enabled send-only account, `None`
+    /// otherwise.
+    pub async fn recipient_access(&self, user: &str, domain: &str) -> Result<Option<RecipientAccess>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "recipient_access",
+            "SELECT sendonly FROM accounts WHERE username = ? AND domain = ? AND enabled = true LIMIT 1",
+            [user, domain],
+            |r| r.try_get::<Option<bool>, _>(0)?.unwrap_or(false)
+        )?;
+        Ok(rows.pop().map(|sendonly| if sendonly { RecipientAccess::Reject } else { RecipientAccess::Ok }))
+    }
+
+    /// `sender-login-maps.cf` (`smtpd_sender_login_maps`): the logins that
+    /// may use `user@domain` as sender: the enabled account itself and the
+    /// destinations of enabled aliases with that exact source.
+    pub async fn sender_login_owners(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+        let mut owners = fetch_all!(
+            self,
+            "sender_login_owners",
+            "SELECT username, domain FROM accounts WHERE username = ? AND domain = ? AND enabled = true \
+             UNION SELECT destination_username, destination_domain FROM aliases \
+             WHERE source_username = ? AND source_domain = ? AND enabled = true",
+            [user, domain, user, domain],
+            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+        )?;
+        owners.sort();
+        owners.dedup();
+        Ok(owners)
+    }
+
+    /// `tls-policy.cf` (`smtp_tls_policy_maps`): the policy for `domain`.
+    pub async fn tls_policy(&self, domain: &str) -> Result<Option<TlsPolicy>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "tls_policy",
+            "SELECT domain, policy, params FROM tlspolicies WHERE domain = ?",
+            [domain],
+            |r| (r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?, r.try_get::<Option<String>, _>(2)?)
+        )?;
+        match rows.pop() {
+            Some((d, p, params)) => tls_policy_from(d, p, params).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    // ---- Dovecot (the guide's dovecot-sql.conf) --------------------------
+
+    /// `password_query`: the enabled account's stored password.
+    pub async fn passdb_lookup(&self, user: &str, domain: &str) -> Result<Option<PassdbEntry>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "passdb_lookup",
+            "SELECT username, domain, password FROM accounts WHERE username = ? AND domain = ? AND enabled = true",
+            [user, domain],
+            |r| PassdbEntry {
+                user: r.try_get(0)?,
+                domain: r.try_get(1)?,
+                password: Secret::new(r.try_get::<String, _>(2)?),
+            }
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// `user_query`: the quota of an account that has a mailbox (send-only
+    /// accounts have no userdb entry).
+    pub async fn userdb_lookup(&self, user: &str, domain: &str) -> Result<Option<UserdbEntry>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "userdb_lookup",
+            "SELECT {quota} AS quota FROM accounts WHERE username = ? AND domain = ? AND sendonly = false",
+            [user, domain],
+            |r| UserdbEntry { quota_mb: r.try_get::<Option<i64>, _>(0)?.unwrap_or(0) }
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// `iterate_query` (`doveadm -A`): every account that has a mailbox, as
+    /// `user@domain`.
+    pub async fn userdb_iterate(&self) -> Result<Vec<String>, DbError> {
+        fetch_all!(
+            self,
+            "userdb_iterate",
+            "SELECT username, domain FROM accounts WHERE sendonly = false ORDER BY domain, username",
+            [],
+            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+        )
+    }
+
+    // ---- administration (the postwerk CLI) -------------------------------
+
+    /// Adds a domain.
+    pub async fn domain_add(&self, domain: &str) -> Result<(), DbError> {
+        execute!(self, "domain_add", "INSERT INTO domains (domain) VALUES (?)", [domain])
+            .map_err(|e| rename_duplicate(e, format!("domain {domain}")))?;
+        Ok(())
+    }
+
+    /// Every domain with its account and alias counts.
+    pub async fn domain_list(&self) -> Result<Vec<DomainSummary>, DbError> {
+        fetch_all!(
+            self,
+            "domain_list",
+            "SELECT d.domain, \
+             (SELECT COUNT(*) FROM accounts a WHERE a.domain = d.domain), \
+             (SELECT COUNT(*) FROM aliases s WHERE s.source_domain = d.domain) \
+             FROM domains d ORDER BY d.domain",
+            [],
+            |r| DomainSummary {
+                domain: r.try_get(0)?,
+                accounts: r.try_get(1)?,
+                aliases: r.try_get(2)?,
+            }
+        )
+    }
+
+    /// Deletes a domain; with `cascade`, first its aliases and accounts.
+    /// Returns false when the domain did not exist.
+    pub async fn domain_del(&self, domain: &str, cascade: bool) -> Result<bool, DbError> {
+        if cascade {
+            execute!(self, "domain_del", "DELETE FROM aliases WHERE source_domain = ?", [domain])?;
+            execute!(self, "domain_del", "DELETE FROM accounts WHERE domain = ?", [domain])?;
+        }
+        let n = execute!(self, "domain_del", "DELETE FROM domains WHERE domain = ?", [domain]).map_err(|e| match e {
+            DbError::ForeignKey { .. } => DbError::ForeignKey {
+                what: format!("domain {domain} still has accounts or aliases"),
+            },
+            other => other,
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Adds an account.
+    pub async fn account_add(&self, a: &Account) -> Result<(), DbError> {
+        execute!(
+            self,
+            "account_add",
+            "INSERT INTO accounts (username, domain, password, quota, enabled, sendonly) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                a.username.as_str(),
+                a.domain.as_str(),
+                a.password.expose(),
+                a.quota_mb,
+                a.enabled,
+                a.sendonly
+            ]
+        )
+        .map_err(|e| rename_duplicate(e, format!("account {}", a.address())))?;
+        Ok(())
+    }
+
+    /// One account, enabled or not.
+    pub async fn account_get(&self, user: &str, domain: &str) -> Result<Option<Account>, DbError> {
+        let mut rows = fetch_all!(
+            self,
+            "account_get",
+            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE username = ? AND domain = ?",
+            [user, domain],
+            |r| account_from(r)?
+        )?;
+        Ok(rows.pop())
+    }
+
+    /// Accounts, all or of one domain, sorted.
+    pub async fn account_list(&self, domain: Option<&str>) -> Result<Vec<Account>, DbError> {
+        let _ = ACCOUNT_COLUMNS;
+        match domain {
+            Some(d) => fetch_all!(
+                self,
+                "account_list",
+                "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE domain = ? ORDER BY domain, username",
+                [d],
+                |r| account_from(r)?
+            ),
+            None => fetch_all!(
+                self,
+                "account_list",
+                "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts ORDER BY domain, username",
+                [],
+                |r| account_from(r)?
+            ),
+        }
+    }
+
+    /// Deletes an account; false if it did not exist.
+    pub async fn account_del(&self, user: &str, domain: &str) -> Result<bool, DbError> {
+        Ok(execute!(self, "account_del", "DELETE FROM accounts WHERE username = ? AND domain = ?", [user, domain])? > 0)
+    }
+
+    /// Sets an account's password hash; false if it does not exist.
+    pub async fn account_set_password(&self, user: &str, domain: &str, hash: &Secret) -> Result<bool, DbError> {
+        Ok(execute!(
+            self,
+            "account_set_password",
+            "UPDATE accounts SET password = ? WHERE username = ? AND domain = ?",
+            [hash.expose(), user, domain]
+        )? > 0)
+    }
+
+    /// Sets an account's quota in MB; false if it does not exist.
+    pub async fn account_set_quota(&self, user: &str, domain: &str, quota_mb: i64) -> Result<bool, DbError> {
+        Ok(execute!(
+            self,
+            "account_set_quota",
+            "UPDATE accounts SET quota = ? WHERE username = ? AND domain = ?",
+            [quota_mb, user, domain]
+        )? > 0)
+    }
+
+    /// Enables or disables an account; false if it does not exist.
+    pub async fn account_set_enabled(&self, user: &str, domain: &str, enabled: bool) -> Result<bool, DbError> {
+        Ok(execute!(
+            self,
+            "account_set_enabled",
+            "UPDATE accounts SET enabled = ? WHERE username = ? AND domain = ?",
+            [enabled, user, domain]
+        )? > 0)
+    }
+
+    /// Adds one alias row (`source_username` `None` is a catch-all).
+    pub async fn alias_add(&self, a: &Alias) -> Result<(), DbError> {
+        execute!(
+            self,
+            "alias_add",
+            "INSERT INTO aliases (source_username, source_domain, destination_username, destination_domain, enabled) VALUES (?, ?, ?, ?, ?)",
+            [
+                a.source_username.as_deref(),
+                a.source_domain.as_str(),
+                a.destination_username.as_str(),
+                a.destination_domain.as_str(),
+                a.enabled
+            ]
+        )
+        .map_err(|e| rename_duplicate(e, format!("alias {} -> {}", a.source(), a.destination())))?;
+        Ok(())
+    }
+
+    /// Whether this exact alias row exists. Needed because UNIQUE keys do
+    /// not stop duplicate catch-all rows (NULL never equals NULL).
+    pub async fn alias_exists(&self, a: &Alias) -> Result<bool, DbError> {
+        let rows = match a.source_username.as_deref() {
+            Some(u) => fetch_all!(
+                self,
+                "alias_exists",
+                "SELECT id FROM aliases WHERE source_username = ? AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
+                [u, a.source_domain.as_str(), a.destination_username.as_str(), a.destination_domain.as_str()],
+                |r| r.try_get::<Option<String>, _>("source_domain").ok()
+            )?,
+            None => fetch_all!(
+                self,
+                "alias_exists",
+                "SELECT id FROM aliases WHERE source_username IS NULL AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
+                [a.source_domain.as_str(), a.destination_username.as_str(), a.destination_domain.as_str()],
+                |r| r.try_get::<Option<String>, _>("source_domain").ok()
+            )?,
+        };
+        Ok(!rows.is_empty())
+    }
+
+    /// Alias rows, all or with a source in one domain, sorted.
+    pub async fn alias_list(&self, domain: Option<&str>) -> Result<Vec<Alias>, DbError> {
+        match domain {
+            Some(d) => fetch_all!(
+                self,
+                "alias_list",
+                "SELECT source_username, source_domain, destination_username, destination_domain, enabled FROM aliases \
+                 WHERE source_domain = ? ORDER BY source_domain, source_username, destination_domain, destination_username",
+                [d],
+                |r| alias_from(r)?
+            ),
+            None => fetch_all!(
+                self,
+                "alias_list",
+                "SELECT source_username, source_domain, destination_username, destination_domain, enabled FROM aliases \
+                 ORDER BY source_domain, source_username, destination_domain, destination_username",
+                [],
+                |r| alias_from(r)?
+            ),
+        }
+    }
+
+    /// Deletes alias rows of a source (`None` user = catch-all), all of
+    /// them or only the one to `destination`. Returns how many went.
+    pub async fn alias_del(
+        &self,
+        source_user: Option<&str>,
+        source_domain: &str,
+        destination: Option<(&str, &str)>,
+    ) -> Result<u64, DbError> {
+        match (source_user, destination) {
+            (Some(u), Some((du, dd))) => execute!(
+                self,
+                "alias_del",
+                "DELETE FROM aliases WHERE source_username = ? AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
+                [u, source_domain, du, dd]
+            ),
+            (Some(u), None) => execute!(
+                self,
+                "alias_del",
+                "DELETE FROM aliases WHERE source_username = ? AND source_domain = ?",
+                [u, source_domain]
+            ),
+            (None, Some((du, dd))) => execute!(
+                self,
+                "alias_del",
+                "DELETE FROM aliases WHERE source_username IS NULL AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
+                [source_domain, du, dd]
+            ),
+            (None, None) => execute!(
+                self,
+                "alias_del",
+                "DELETE FROM aliases WHERE source_username IS NULL AND source_domain = ?",
+                [source_domain]
+            ),
+        }
+    }
+
+    /// Adds a TLS policy.
+    pub async fn tlspolicy_add(&self, p: &TlsPolicy) -> Result<(), DbError> {
+        execute!(
+            self,
+            "tlspolicy_add",
+            "INSERT INTO tlspolicies (domain, policy, params) VALUES (?, ?, ?)",
+            [p.domain.as_str(), p.policy.as_str(), p.params.as_deref()]
+        )
+        .map_err(|e| rename_duplicate(e, format!("TLS policy for {}", p.domain)))?;
+        Ok(())
+    }
+
+    /// Every TLS policy, sorted by domain.
+    pub async fn tlspolicy_list(&self) -> Result<Vec<TlsPolicy>, DbError> {
+        let rows = fetch_all!(
+            self,
+            "tlspolicy_list",
+            "SELECT domain, policy, params FROM tlspolicies ORDER BY domain",
+            [],
+            |r| (r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?, r.try_get::<Option<String>, _>(2)?)
+        )?;
+        rows.into_iter().map(|(d, p, params)| tls_policy_from(d, p, params)).collect()
+    }
+
+    /// Deletes a TLS policy; false if there was none.
+    pub async fn tlspolicy_del(&self, domain: &str) -> Result<bool, DbError> {
+        Ok(execute!(self, "tlspolicy_del", "DELETE FROM tlspolicies WHERE domain = ?", [domain])? > 0)
+    }
+}
+
+fn rename_duplicate(e: DbError, what: String) -> DbError {
+    match e {
+        DbError::Duplicate { .. } => DbError::Duplicate { what },
+        other => other,
+    }
+}
