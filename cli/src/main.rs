@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     let mut cfg = cfg;
     if let Some(url) = &cli.database {
         match DatabaseConfig::from_url(url) {
-            Ok(d) => cfg.database = d,
+            Ok(d) => cfg.set_database(d),
             Err(e) => {
                 eprint!("postwerk: --database: {e}");
                 return ExitCode::from(EX_CONFIG);

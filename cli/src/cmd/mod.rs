@@ -39,6 +39,13 @@ impl Ctx {
     pub async fn db(&self) -> anyhow::Result<&Db> {
         self.db
             .get_or_try_init(|| async {
+                if let Some(path) = self.cfg.database.url.strip_prefix("sqlite://") {
+                    if path != ":memory:" && !std::path::Path::new(path).exists() {
+                        bail!(
+                            "the SQLite database {path} does not exist — create it with `postwerk db init` (or point --database / [database].url at your database)"
+                        );
+                    }
+                }
                 let db = Db::connect_lazy(&self.cfg.database, false).map_err(|e| self.explain(e))?;
                 db.check_schema().await.map_err(|e| self.explain(e))?;
                 Ok::<_, anyhow::Error>(db)

@@ -213,6 +213,13 @@ impl Config {
         }
     }
 
+    /// Replaces `[database]` (for `--database URL`); its URL then counts as
+    /// set by the admin.
+    pub fn set_database(&mut self, database: DatabaseConfig) {
+        self.database = database;
+        self.explicit.push("[database].url".into());
+    }
+
     /// The effective configuration as `(key, value, is_default)` rows, with
     /// secrets shown as `***`; for `postwerk config check`.
     pub fn describe(&self) -> Vec<(String, String, bool)> {
