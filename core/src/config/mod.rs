@@ -3,7 +3,10 @@
 //! validated types and reports every error with its key. No database or
 //! network access here (a `password_file` is read).
 
+pub mod daemon;
 pub mod error;
+pub mod policyd;
+pub mod ratelimit;
 pub mod raw;
 pub mod secret;
 pub mod units;
@@ -28,7 +31,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default log level (`RUST_LOG` wins).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
-pub const SECTIONS: &[&str] = &["database", "log", "mail"];
+pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd"];
 
 /// `[database]`, validated.
 #[derive(Debug, Clone)]
@@ -90,6 +93,8 @@ pub struct Config {
     pub log: LogConfig,
     /// `[mail]`.
     pub mail: MailConfig,
+    /// `[policyd]`.
+    pub policyd: policyd::PolicydConfig,
     /// Keys the admin set (for marking defaults in `config check`).
     explicit: Vec<String>,
 }
@@ -163,6 +168,8 @@ impl Config {
         let raw_db: raw::Database = section(&table, "database", &mut errors);
         let raw_log: raw::Log = section(&table, "log", &mut errors);
         let raw_mail: raw::Mail = section(&table, "mail", &mut errors);
+        let raw_policyd: policyd::Raw = section(&table, "policyd", &mut errors);
+        let policyd = policyd::check(&raw_policyd, &mut errors);
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
@@ -207,6 +214,7 @@ impl Config {
                     recipient_delimiter,
                     default_pass_scheme,
                 },
+                policyd,
                 explicit,
             }),
             _ => Err(ConfigErrors { file: None, errors }),
@@ -235,7 +243,51 @@ impl Config {
             ("[log].level", self.log.level.clone()),
             ("[mail].recipient_delimiter", self.mail.recipient_delimiter.clone()),
             ("[mail].default_pass_scheme", self.mail.default_pass_scheme.to_string()),
+            ("[policyd].socketmap_listen", list(&self.policyd.socketmap_listen)),
+            (
+                "[policyd].tcp_table_listen",
+                if self.policyd.tcp_table_listen.is_empty() {
+                    "(none)".into()
+                } else {
+                    self.policyd
+                        .tcp_table_listen
+                        .iter()
+                        .map(|(m, a)| format!("{m}={a}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            ("[policyd].policy_listen", list(&self.policyd.policy_listen)),
+            ("[policyd].lookup_timeout", units::format_duration(self.policyd.lookup_timeout)),
+            ("[policyd].cache_ttl", units::format_duration(self.policyd.cache_ttl)),
+            ("[policyd].max_request", self.policyd.max_request.to_string()),
+            ("[policyd].sender_login_check", format!("{:?}", self.policyd.sender_login_check).to_lowercase()),
+            (
+                "[policyd].ratelimit",
+                if self.policyd.ratelimit.is_enabled() {
+                    format!(
+                        "{} messages/h, {} recipients/h, {} override(s), counters in {}",
+                        self.policyd.ratelimit.default.messages_per_hour,
+                        self.policyd.ratelimit.default.recipients_per_hour,
+                        self.policyd.ratelimit.overrides.len(),
+                        if self.policyd.ratelimit.redis_url.is_some() { "Redis" } else { "process" }
+                    )
+                } else {
+                    "off".into()
+                },
+            ),
         ];
+        let mut rows: Vec<(&str, String)> = rows.into_iter().collect();
+        let svc = &self.policyd.service;
+        let shared = [
+            ("[policyd].socket_mode", format!("{:04o}", svc.unix.mode)),
+            ("[policyd].socket_owner", svc.unix.owner.clone().unwrap_or_else(|| "(ours)".into())),
+            ("[policyd].socket_group", svc.unix.group.clone().unwrap_or_else(|| "(ours)".into())),
+            ("[policyd].max_connections", svc.limits.max_connections.to_string()),
+            ("[policyd].shutdown_timeout", units::format_duration(svc.limits.shutdown_timeout)),
+            ("[policyd].idle_timeout", units::format_duration(svc.idle_timeout)),
+        ];
+        rows.extend(shared);
         rows.into_iter()
             .map(|(k, v)| {
                 let is_default = !self.explicit.iter().any(|e| e == k)
@@ -244,6 +296,14 @@ impl Config {
                 (k.to_owned(), v, is_default)
             })
             .collect()
+    }
+}
+
+fn list(addrs: &[crate::service::ListenAddr]) -> String {
+    if addrs.is_empty() {
+        "(none)".into()
+    } else {
+        addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
     }
 }
 

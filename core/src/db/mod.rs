@@ -8,6 +8,8 @@ pub mod queries;
 
 pub use error::DbError;
 pub use model::*;
+/// The driver's error type, for code that must build one (tests).
+pub use sqlx::Error as SqlxError;
 
 use crate::config::DatabaseConfig;
 use sqlx::ConnectOptions;

@@ -1,0 +1,111 @@
+//! Settings every daemon section shares (`[policyd]`, `[authd]`, …):
+//! listeners, UNIX socket ownership, connection limits, drain time. No I/O
+//! here except resolving socket owner names.
+
+use super::{ConfigError, units};
+use crate::service::{Limits, ListenAddr, UnixOptions};
+use std::time::Duration;
+
+/// The raw, shared keys of a daemon section. Each section's raw type
+/// repeats these fields (serde cannot combine `flatten` with
+/// `deny_unknown_fields`) and builds this with `service()`.
+#[derive(Debug, Default)]
+pub struct RawService {
+    pub socket_mode: Option<String>,
+    pub socket_owner: Option<String>,
+    pub socket_group: Option<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+}
+
+/// The shared keys, validated.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `socket_mode`, `socket_owner`, `socket_group` for UNIX listeners.
+    pub unix: UnixOptions,
+    /// `max_connections`, `shutdown_timeout`.
+    pub limits: Limits,
+    /// `idle_timeout`: close a connection that sends nothing this long.
+    pub idle_timeout: Duration,
+}
+
+/// Checks a list of listen addresses under `key`.
+pub fn check_listen(key: &str, raw: &[String], errors: &mut Vec<ConfigError>) -> Vec<ListenAddr> {
+    raw.iter()
+        .filter_map(|s| match s.parse::<ListenAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                errors.push(ConfigError::new(key, e.to_string()));
+                None
+            }
+        })
+        .collect()
+}
+
+/// Parses an optional duration under `key`, which must be more than 0.
+pub fn check_duration(key: &str, raw: Option<&str>, default: Duration, errors: &mut Vec<ConfigError>) -> Duration {
+    match raw {
+        None => default,
+        Some(s) => match units::parse_duration(s) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                errors.push(ConfigError::new(key, "must be more than 0"));
+                default
+            }
+            Err(e) => {
+                errors.push(ConfigError::new(key, e));
+                default
+            }
+        },
+    }
+}
+
+/// Validates the shared keys of section `[name]`.
+pub fn check_service(
+    name: &str,
+    raw: &RawService,
+    default_idle: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> ServiceConfig {
+    let mut unix = UnixOptions {
+        owner: raw.socket_owner.clone(),
+        group: raw.socket_group.clone(),
+        ..UnixOptions::default()
+    };
+    if let Some(m) = &raw.socket_mode {
+        match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 => unix.mode = v,
+            _ => errors.push(ConfigError::new(
+                format!("[{name}].socket_mode"),
+                format!("`{m}` is not a permission mode; write it in octal as a string, e.g. \"0660\""),
+            )),
+        }
+    }
+    if let Err(e) = unix.resolve() {
+        errors.push(ConfigError::new(format!("[{name}].socket_owner/socket_group"), e.to_string()));
+    }
+    let mut limits = Limits::default();
+    if let Some(n) = raw.max_connections {
+        if n == 0 || n > 100_000 {
+            errors.push(ConfigError::new(
+                format!("[{name}].max_connections"),
+                format!("{n} is out of range; allowed 1 to 100000"),
+            ));
+        } else {
+            limits.max_connections = n;
+        }
+    }
+    limits.shutdown_timeout = check_duration(
+        &format!("[{name}].shutdown_timeout"),
+        raw.shutdown_timeout.as_deref(),
+        limits.shutdown_timeout,
+        errors,
+    );
+    let idle_timeout = check_duration(&format!("[{name}].idle_timeout"), raw.idle_timeout.as_deref(), default_idle, errors);
+    ServiceConfig {
+        unix,
+        limits,
+        idle_timeout,
+    }
+}

@@ -1,0 +1,183 @@
+//! `[policyd]`: the Postfix lookup daemon's settings, raw and validated.
+
+use super::ConfigError;
+use super::daemon::{RawService, ServiceConfig, check_duration, check_listen, check_service};
+use crate::service::ListenAddr;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Where policyd's socketmap listens by default: inside Postfix's queue
+/// directory so `socketmap:unix:/var/spool/postfix/private/policyd:NAME`
+/// works from chrooted Postfix processes too (the path is the same inside).
+pub const DEFAULT_SOCKETMAP_LISTEN: &str = "unix:/var/spool/postfix/private/policyd";
+/// Postfix's socketmap client closes idle connections after 10 s and
+/// policy clients after 300 s (`smtpd_policy_service_max_idle`); we wait a
+/// little longer so Postfix is always the one that closes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(330);
+/// Our own deadline for one lookup; Postfix gives up after 100 s, we answer
+/// `TIMEOUT` long before that.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request accepted (a key is at most an address of 320 bytes;
+/// policy requests are about 1 KiB).
+pub const DEFAULT_MAX_REQUEST: usize = 16 * 1024;
+
+/// The map names policyd serves (canonical names and the stems of the
+/// guide's `/etc/postfix/sql/*.cf` files).
+pub const MAP_NAMES: &[&str] = &[
+    "domains",
+    "mailboxes",
+    "accounts",
+    "aliases",
+    "recipient_access",
+    "recipient-access",
+    "sender_login",
+    "sender-login-maps",
+    "tls_policy",
+    "tls-policy",
+];
+
+/// Raw `[policyd]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raw {
+    pub socketmap_listen: Option<Vec<String>>,
+    pub tcp_table_listen: Option<Vec<String>>,
+    pub policy_listen: Option<Vec<String>>,
+    pub lookup_timeout: Option<String>,
+    pub cache_ttl: Option<String>,
+    pub max_request: Option<usize>,
+    pub socket_mode: Option<String>,
+    pub socket_owner: Option<String>,
+    pub socket_group: Option<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub sender_login_check: Option<String>,
+    pub ratelimit: Option<super::ratelimit::Raw>,
+}
+
+impl Raw {
+    fn service(&self) -> RawService {
+        RawService {
+            socket_mode: self.socket_mode.clone(),
+            socket_owner: self.socket_owner.clone(),
+            socket_group: self.socket_group.clone(),
+            max_connections: self.max_connections,
+            shutdown_timeout: self.shutdown_timeout.clone(),
+            idle_timeout: self.idle_timeout.clone(),
+        }
+    }
+}
+
+/// Validated `[policyd]`.
+#[derive(Debug, Clone)]
+pub struct PolicydConfig {
+    /// socketmap listeners (`socketmap_listen`).
+    pub socketmap_listen: Vec<ListenAddr>,
+    /// tcp_table listeners, one map each (`tcp_table_listen =
+    /// ["aliases=inet:127.0.0.1:10041"]`, default none): the tcp_table
+    /// protocol carries no map name.
+    pub tcp_table_listen: Vec<(String, ListenAddr)>,
+    /// policy delegation listeners (`policy_listen`, default none).
+    pub policy_listen: Vec<ListenAddr>,
+    /// Deadline of one lookup (`lookup_timeout`).
+    pub lookup_timeout: Duration,
+    /// Cache answers this long (`cache_ttl`); zero (the default) is off.
+    pub cache_ttl: Duration,
+    /// Largest request in bytes (`max_request`).
+    pub max_request: usize,
+    /// Shared listener settings.
+    pub service: ServiceConfig,
+    /// The policy service's sender-login check (`sender_login_check`).
+    pub sender_login_check: SenderLoginCheck,
+    /// `[policyd.ratelimit]`.
+    pub ratelimit: super::ratelimit::RateLimitConfig,
+}
+
+/// What the policy service checks about the envelope sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderLoginCheck {
+    /// `off`: no check.
+    Off,
+    /// `authenticated`: an authenticated client may only use senders it
+    /// owns (Postfix's `reject_authenticated_sender_login_mismatch`).
+    Authenticated,
+    /// `all`: also refuse unauthenticated clients using an owned sender
+    /// (Postfix's `reject_sender_login_mismatch`, as the guide uses).
+    All,
+}
+
+/// Checks `[policyd]`.
+pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
+    let default_sm = vec![DEFAULT_SOCKETMAP_LISTEN.to_owned()];
+    let socketmap_listen = check_listen(
+        "[policyd].socketmap_listen",
+        raw.socketmap_listen.as_ref().unwrap_or(&default_sm),
+        errors,
+    );
+    let mut tcp_table_listen = Vec::new();
+    for entry in raw.tcp_table_listen.as_deref().unwrap_or(&[]) {
+        let key = "[policyd].tcp_table_listen";
+        let Some((map, addr)) = entry.split_once('=') else {
+            errors.push(ConfigError::new(key, format!("`{entry}` must be MAP=ADDRESS, e.g. \"aliases=inet:127.0.0.1:10041\"")));
+            continue;
+        };
+        if !MAP_NAMES.contains(&map.trim()) {
+            errors.push(ConfigError::new(key, format!("unknown map `{map}`; allowed: {}", MAP_NAMES.join(", "))));
+            continue;
+        }
+        if let Some(a) = check_listen(key, &[addr.trim().to_owned()], errors).pop() {
+            tcp_table_listen.push((map.trim().to_owned(), a));
+        }
+    }
+    let policy_listen = check_listen("[policyd].policy_listen", raw.policy_listen.as_deref().unwrap_or(&[]), errors);
+    let lookup_timeout = check_duration("[policyd].lookup_timeout", raw.lookup_timeout.as_deref(), DEFAULT_LOOKUP_TIMEOUT, errors);
+    let cache_ttl = match raw.cache_ttl.as_deref() {
+        None => Duration::ZERO,
+        Some(s) => match super::units::parse_duration(s) {
+            Ok(d) if d <= Duration::from_secs(3600) => d,
+            Ok(_) => {
+                errors.push(ConfigError::new("[policyd].cache_ttl", "at most 1h; a few seconds is plenty"));
+                Duration::ZERO
+            }
+            Err(e) => {
+                errors.push(ConfigError::new("[policyd].cache_ttl", e));
+                Duration::ZERO
+            }
+        },
+    };
+    let max_request = raw.max_request.unwrap_or(DEFAULT_MAX_REQUEST);
+    if !(512..=1_048_576).contains(&max_request) {
+        errors.push(ConfigError::new("[policyd].max_request", format!("{max_request} is out of range; allowed 512 to 1048576")));
+    }
+    if socketmap_listen.is_empty() && tcp_table_listen.is_empty() && policy_listen.is_empty() && raw.socketmap_listen.is_some() {
+        errors.push(ConfigError::new(
+            "[policyd].socketmap_listen",
+            "no listener at all: set socketmap_listen, tcp_table_listen or policy_listen",
+        ));
+    }
+    let sender_login_check = match raw.sender_login_check.as_deref() {
+        None | Some("authenticated") => SenderLoginCheck::Authenticated,
+        Some("off") => SenderLoginCheck::Off,
+        Some("all") => SenderLoginCheck::All,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                "[policyd].sender_login_check",
+                format!("`{other}` is not allowed; use off, authenticated or all"),
+            ));
+            SenderLoginCheck::Authenticated
+        }
+    };
+    let ratelimit = super::ratelimit::check(raw.ratelimit.as_ref().unwrap_or(&Default::default()), errors);
+    PolicydConfig {
+        sender_login_check,
+        ratelimit,
+        socketmap_listen,
+        tcp_table_listen,
+        policy_listen,
+        lookup_timeout,
+        cache_ttl,
+        max_request,
+        service: check_service("policyd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
+    }
+}
