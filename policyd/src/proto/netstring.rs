@@ -70,7 +70,7 @@ impl Decoder for NetstringCodec {
         if prefix.is_empty() || !prefix.iter().all(u8::is_ascii_digit) {
             return Err(NetstringError::BadLength);
         }
-        if prefix.len() > digits_max {
+        if prefix.len() > 19 {
             return Err(NetstringError::TooLong {
                 declared: usize::MAX,
                 max: self.max,
