@@ -8,6 +8,9 @@
 --                                    understands TRUE and FALSE, so the
 --                                    "enabled = true" of the guide still works)
 --   enum(...)                    ->  TEXT with a CHECK on the same values
+--                                    and DEFAULT 'none': MySQL gives an ENUM
+--                                    NOT NULL column its first value as the
+--                                    default, so the schema of the guide has one
 -- SQLite enforces the foreign keys only on connections that turn on
 -- PRAGMA foreign_keys. Like MySQL, a UNIQUE key allows several NULLs, so
 -- catch-all aliases (source_username NULL) behave the same.
@@ -40,7 +43,7 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE TABLE IF NOT EXISTS tlspolicies (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     domain VARCHAR(255) NOT NULL,
-    policy TEXT NOT NULL CHECK (policy IN ('none', 'may', 'encrypt', 'dane', 'dane-only', 'fingerprint', 'verify', 'secure')),
+    policy TEXT NOT NULL DEFAULT 'none' CHECK (policy IN ('none', 'may', 'encrypt', 'dane', 'dane-only', 'fingerprint', 'verify', 'secure')),
     params VARCHAR(255),
     UNIQUE (domain)
 );

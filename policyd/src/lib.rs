@@ -15,16 +15,17 @@
 //!
 //! # main.cf
 //! ```text
-//! virtual_mailbox_domains = socketmap:unix:/var/spool/postfix/private/policyd:domains
-//! virtual_mailbox_maps    = socketmap:unix:/var/spool/postfix/private/policyd:mailboxes
-//! virtual_alias_maps      = socketmap:unix:/var/spool/postfix/private/policyd:aliases
-//! smtpd_recipient_restrictions = check_recipient_access socketmap:unix:/var/spool/postfix/private/policyd:recipient_access
-//! smtp_tls_policy_maps    = socketmap:unix:/var/spool/postfix/private/policyd:tls_policy
+//! virtual_mailbox_domains = socketmap:unix:private/policyd:domains
+//! virtual_mailbox_maps    = socketmap:unix:private/policyd:mailboxes
+//! virtual_alias_maps      = socketmap:unix:private/policyd:aliases
+//! smtpd_recipient_restrictions = check_recipient_access socketmap:unix:private/policyd:recipient_access
+//! smtp_tls_policy_maps    = socketmap:unix:private/policyd:tls_policy
 //! # master.cf, submission/smtps:
-//! #   -o smtpd_sender_login_maps=socketmap:unix:/var/spool/postfix/private/policyd:sender_login
+//! #   -o smtpd_sender_login_maps=socketmap:unix:private/policyd:sender_login
 //! ```
-//! (`proxy:` is not needed: policyd already pools connections.) See
-//! `contrib/postfix/main.cf.policyd`.
+//! (`proxy:` is not needed: policyd already pools connections.) The path
+//! is relative to Postfix's queue directory, which is also the root of the
+//! chroot the guide's master.cf uses. See `contrib/postfix/`.
 //!
 //! # Protocols
 //! socketmap_table(5), tcp_table(5) and SMTPD_POLICY_README, as captured
