@@ -109,3 +109,15 @@ pub fn check_service(
         idle_timeout,
     }
 }
+
+/// `postwerk config check` rows for the shared keys of `[name]`.
+pub fn describe_service(name: &str, s: &ServiceConfig) -> Vec<(String, String)> {
+    vec![
+        (format!("[{name}].socket_mode"), format!("{:04o}", s.unix.mode)),
+        (format!("[{name}].socket_owner"), s.unix.owner.clone().unwrap_or_else(|| "(ours)".into())),
+        (format!("[{name}].socket_group"), s.unix.group.clone().unwrap_or_else(|| "(ours)".into())),
+        (format!("[{name}].max_connections"), s.limits.max_connections.to_string()),
+        (format!("[{name}].shutdown_timeout"), units::format_duration(s.limits.shutdown_timeout)),
+        (format!("[{name}].idle_timeout"), units::format_duration(s.idle_timeout)),
+    ]
+}

@@ -3,6 +3,7 @@
 //! validated types and reports every error with its key. No database or
 //! network access here (a `password_file` is read).
 
+pub mod authd;
 pub mod daemon;
 pub mod error;
 pub mod policyd;
@@ -31,7 +32,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default log level (`RUST_LOG` wins).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
-pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd"];
+pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd"];
 
 /// `[database]`, validated.
 #[derive(Debug, Clone)]
@@ -95,6 +96,8 @@ pub struct Config {
     pub mail: MailConfig,
     /// `[policyd]`.
     pub policyd: policyd::PolicydConfig,
+    /// `[authd]`.
+    pub authd: authd::AuthdConfig,
     /// Keys the admin set (for marking defaults in `config check`).
     explicit: Vec<String>,
 }
@@ -170,6 +173,8 @@ impl Config {
         let raw_mail: raw::Mail = section(&table, "mail", &mut errors);
         let raw_policyd: policyd::Raw = section(&table, "policyd", &mut errors);
         let policyd = policyd::check(&raw_policyd, &mut errors);
+        let raw_authd: authd::Raw = section(&table, "authd", &mut errors);
+        let authd = authd::check(&raw_authd, &mut errors);
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
@@ -215,6 +220,7 @@ impl Config {
                     default_pass_scheme,
                 },
                 policyd,
+                authd,
                 explicit,
             }),
             _ => Err(ConfigErrors { file: None, errors }),
@@ -232,74 +238,33 @@ impl Config {
     /// secrets shown as `***`; for `postwerk config check`.
     pub fn describe(&self) -> Vec<(String, String, bool)> {
         let d = &self.database;
-        let rows = [
-            ("[database].url", d.url.clone()),
+        let mut rows: Vec<(String, String)> = vec![
+            ("[database].url".into(), d.url.clone()),
             (
-                "[database].password_file",
+                "[database].password_file".into(),
                 if d.password.is_some() { "***".into() } else { "(none)".into() },
             ),
-            ("[database].max_connections", d.max_connections.to_string()),
-            ("[database].acquire_timeout", units::format_duration(d.acquire_timeout)),
-            ("[log].level", self.log.level.clone()),
-            ("[mail].recipient_delimiter", self.mail.recipient_delimiter.clone()),
-            ("[mail].default_pass_scheme", self.mail.default_pass_scheme.to_string()),
-            ("[policyd].socketmap_listen", list(&self.policyd.socketmap_listen)),
-            (
-                "[policyd].tcp_table_listen",
-                if self.policyd.tcp_table_listen.is_empty() {
-                    "(none)".into()
-                } else {
-                    self.policyd
-                        .tcp_table_listen
-                        .iter()
-                        .map(|(m, a)| format!("{m}={a}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                },
-            ),
-            ("[policyd].policy_listen", list(&self.policyd.policy_listen)),
-            ("[policyd].lookup_timeout", units::format_duration(self.policyd.lookup_timeout)),
-            ("[policyd].cache_ttl", units::format_duration(self.policyd.cache_ttl)),
-            ("[policyd].max_request", self.policyd.max_request.to_string()),
-            ("[policyd].sender_login_check", format!("{:?}", self.policyd.sender_login_check).to_lowercase()),
-            (
-                "[policyd].ratelimit",
-                if self.policyd.ratelimit.is_enabled() {
-                    format!(
-                        "{} messages/h, {} recipients/h, {} override(s), counters in {}",
-                        self.policyd.ratelimit.default.messages_per_hour,
-                        self.policyd.ratelimit.default.recipients_per_hour,
-                        self.policyd.ratelimit.overrides.len(),
-                        if self.policyd.ratelimit.redis_url.is_some() { "Redis" } else { "process" }
-                    )
-                } else {
-                    "off".into()
-                },
-            ),
+            ("[database].max_connections".into(), d.max_connections.to_string()),
+            ("[database].acquire_timeout".into(), units::format_duration(d.acquire_timeout)),
+            ("[log].level".into(), self.log.level.clone()),
+            ("[mail].recipient_delimiter".into(), self.mail.recipient_delimiter.clone()),
+            ("[mail].default_pass_scheme".into(), self.mail.default_pass_scheme.to_string()),
         ];
-        let mut rows: Vec<(&str, String)> = rows.into_iter().collect();
-        let svc = &self.policyd.service;
-        let shared = [
-            ("[policyd].socket_mode", format!("{:04o}", svc.unix.mode)),
-            ("[policyd].socket_owner", svc.unix.owner.clone().unwrap_or_else(|| "(ours)".into())),
-            ("[policyd].socket_group", svc.unix.group.clone().unwrap_or_else(|| "(ours)".into())),
-            ("[policyd].max_connections", svc.limits.max_connections.to_string()),
-            ("[policyd].shutdown_timeout", units::format_duration(svc.limits.shutdown_timeout)),
-            ("[policyd].idle_timeout", units::format_duration(svc.idle_timeout)),
-        ];
-        rows.extend(shared);
+        rows.extend(policyd::describe(&self.policyd));
+        rows.extend(authd::describe(&self.authd));
         rows.into_iter()
             .map(|(k, v)| {
-                let is_default = !self.explicit.iter().any(|e| e == k)
+                let is_default = !self.explicit.iter().any(|e| *e == k || k.starts_with(&format!("{e}.")))
                     && !(k == "[database].password_file"
                         && self.explicit.iter().any(|e| e == "[database].url"));
-                (k.to_owned(), v, is_default)
+                (k, v, is_default)
             })
             .collect()
     }
 }
 
-fn list(addrs: &[crate::service::ListenAddr]) -> String {
+/// Formats a list of listen addresses for `describe`.
+pub(crate) fn list(addrs: &[crate::service::ListenAddr]) -> String {
     if addrs.is_empty() {
         "(none)".into()
     } else {

@@ -181,3 +181,40 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         service: check_service("policyd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
     }
 }
+
+/// `postwerk config check` rows for `[policyd]`.
+pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
+    let tcp = if p.tcp_table_listen.is_empty() {
+        "(none)".to_owned()
+    } else {
+        p.tcp_table_listen
+            .iter()
+            .map(|(m, a)| format!("{m}={a}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let rl = &p.ratelimit;
+    let ratelimit = if rl.is_enabled() {
+        format!(
+            "{} messages/h, {} recipients/h, {} override(s), counters in {}",
+            rl.default.messages_per_hour,
+            rl.default.recipients_per_hour,
+            rl.overrides.len(),
+            if rl.redis_url.is_some() { "Redis" } else { "process" }
+        )
+    } else {
+        "off".to_owned()
+    };
+    let mut rows = vec![
+        ("[policyd].socketmap_listen".to_owned(), super::list(&p.socketmap_listen)),
+        ("[policyd].tcp_table_listen".to_owned(), tcp),
+        ("[policyd].policy_listen".to_owned(), super::list(&p.policy_listen)),
+        ("[policyd].lookup_timeout".to_owned(), super::units::format_duration(p.lookup_timeout)),
+        ("[policyd].cache_ttl".to_owned(), super::units::format_duration(p.cache_ttl)),
+        ("[policyd].max_request".to_owned(), p.max_request.to_string()),
+        ("[policyd].sender_login_check".to_owned(), format!("{:?}", p.sender_login_check).to_lowercase()),
+        ("[policyd].ratelimit".to_owned(), ratelimit),
+    ];
+    rows.extend(super::daemon::describe_service("policyd", &p.service));
+    rows
+}
