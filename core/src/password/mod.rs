@@ -32,6 +32,7 @@
 mod argon;
 mod blowfish;
 mod crypt;
+mod des;
 mod digest;
 mod encoding;
 
@@ -81,9 +82,10 @@ pub enum Scheme {
     /// `{CLEARTEXT}password` (alias `{CLEAR}`); the same as `PLAIN`.
     Cleartext,
     /// `{CRYPT}`: libc crypt(3), dispatched on the hash's prefix (`$1$`,
-    /// `$5$`, `$6$`, `$2?$`, or traditional DES). New hashes are bcrypt
-    /// `$2y$05$`, as doveadm makes them. `{DES-CRYPT}` is read as this
-    /// scheme (Dovecot verifies both with the same function).
+    /// `$5$`, `$6$`, `$2?$`, or traditional 13-character DES). New hashes
+    /// are bcrypt `$2y$05$`, as doveadm makes them. `{DES-CRYPT}` is read as
+    /// this scheme (Dovecot verifies both with the same function); postwerk
+    /// never makes DES hashes.
     Crypt,
 }
 
