@@ -15,7 +15,11 @@ use std::process::ExitCode;
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser, Debug)]
-#[command(name = "postwerk", version, about = "Manage the vmail database of a Postfix + Dovecot mail server")]
+#[command(
+    name = "postwerk",
+    version,
+    about = "Manage the vmail database of a Postfix + Dovecot mail server"
+)]
 struct Cli {
     /// Config file [default: /etc/postwerk/postwerk.toml if it exists]
     #[arg(long, global = true, value_name = "PATH")]
@@ -77,7 +81,10 @@ fn main() -> ExitCode {
         }
     }
     let ctx = cmd::Ctx::new(cfg, cli.json);
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("postwerk: error: cannot start the async runtime: {e}");

@@ -1,6 +1,8 @@
 //! tests/bad-configs: the `postwerk` command refuses every case with exit
 //! 78 and the expected reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -24,7 +26,12 @@ fn every_bad_config_is_refused_for_its_reason() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{}: {err}", case.display());
-        assert!(err.contains(expected.trim()), "{}: expected `{}` in:\n{err}", case.display(), expected.trim());
+        assert!(
+            err.contains(expected.trim()),
+            "{}: expected `{}` in:\n{err}",
+            case.display(),
+            expected.trim()
+        );
     }
     assert!(cases >= 20);
 }

@@ -3,6 +3,8 @@
 //! non-zero exit. MariaDB/PostgreSQL must be running (scripts/install-deps
 //! starts them); each test makes and drops its own database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -118,7 +120,17 @@ fn postgres() -> Db {
         })),
         query: Box::new(move |q| {
             run_ok(Command::new("psql").args([
-                "-h", "127.0.0.1", "-U", "postgres", "-d", &n3, "-At", "-F", "\t", "-c", q,
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                &n3,
+                "-At",
+                "-F",
+                "\t",
+                "-c",
+                q,
             ]))
         }),
         _dir: None,
@@ -191,7 +203,12 @@ fn roundtrip(db: Db) {
     ok(&db, &["domain", "add", "Example.ORG"], None);
     ok(&db, &["domain", "add", "müller.example"], None);
     ok(&db, &["domain", "add", "example.net"], None);
-    fails(&db, &["domain", "add", "example.org"], None, "already exists");
+    fails(
+        &db,
+        &["domain", "add", "example.org"],
+        None,
+        "already exists",
+    );
     fails(
         &db,
         &["domain", "add", "not a domain"],
@@ -205,7 +222,10 @@ fn roundtrip(db: Db) {
         .iter()
         .map(|d| d["domain"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["example.net", "example.org", "xn--mller-kva.example"]);
+    assert_eq!(
+        names,
+        ["example.net", "example.org", "xn--mller-kva.example"]
+    );
     assert!(ok(&db, &["domain", "list"], None).contains("müller.example"));
 
     // accounts, with every password scheme
@@ -247,8 +267,12 @@ fn roundtrip(db: Db) {
             "{s}: {stored}"
         );
         assert!(
-            !postwerk_core::password::verify(b"wrong", stored, postwerk_core::password::DEFAULT_SCHEME)
-                .unwrap()
+            !postwerk_core::password::verify(
+                b"wrong",
+                stored,
+                postwerk_core::password::DEFAULT_SCHEME
+            )
+            .unwrap()
         );
     }
     ok(
@@ -366,7 +390,11 @@ fn roundtrip(db: Db) {
         (anna["enabled"].as_bool(), anna["quota"].as_str()),
         (Some(false), Some("512M"))
     );
-    ok(&db, &["account", "enable", "anna@xn--mller-kva.example"], None);
+    ok(
+        &db,
+        &["account", "enable", "anna@xn--mller-kva.example"],
+        None,
+    );
     assert_eq!(
         json(&db, &["account", "list", "müller.example"])[0]["enabled"],
         true
@@ -445,7 +473,11 @@ fn roundtrip(db: Db) {
         ],
         None,
     );
-    ok(&db, &["alias", "add", "@example.net", "user1@example.org"], None);
+    ok(
+        &db,
+        &["alias", "add", "@example.net", "user1@example.org"],
+        None,
+    );
     fails(
         &db,
         &["alias", "add", "@example.net", "user1@example.org"],
@@ -506,7 +538,10 @@ fn roundtrip(db: Db) {
         None,
     );
     ok(&db, &["tlspolicy", "add", "mailbox.org", "dane-only"], None);
-    for (i, p) in ["none", "may", "encrypt", "dane", "verify"].iter().enumerate() {
+    for (i, p) in ["none", "may", "encrypt", "dane", "verify"]
+        .iter()
+        .enumerate()
+    {
         ok(
             &db,
             &["tlspolicy", "add", &format!("d{i}.example"), p],
@@ -515,7 +550,13 @@ fn roundtrip(db: Db) {
     }
     ok(
         &db,
-        &["tlspolicy", "add", "fp.example", "fingerprint", "match=AB:CD:EF"],
+        &[
+            "tlspolicy",
+            "add",
+            "fp.example",
+            "fingerprint",
+            "match=AB:CD:EF",
+        ],
         None,
     );
     fails(
@@ -564,7 +605,12 @@ fn roundtrip(db: Db) {
     );
     ok(&db, &["domain", "del", "müller.example"], None);
     ok(&db, &["domain", "del", "example.org", "--force"], None);
-    fails(&db, &["domain", "del", "example.org"], None, "does not exist");
+    fails(
+        &db,
+        &["domain", "del", "example.org"],
+        None,
+        "does not exist",
+    );
     assert_eq!((db.query)("SELECT COUNT(*) FROM accounts").trim(), "0");
     assert!(ok(&db, &["config", "check"], None).contains("reachable"));
 }

@@ -168,14 +168,18 @@ pub fn normalize_domain(domain: &str) -> Result<String, AddressError> {
     if d.starts_with('[') {
         return Err(bad("address literals are not mail domains here"));
     }
-    let ascii = idna::domain_to_ascii_strict(d).map_err(|_| bad("it is not a valid IDNA host name"))?;
+    let ascii =
+        idna::domain_to_ascii_strict(d).map_err(|_| bad("it is not a valid IDNA host name"))?;
     if ascii.is_empty() {
         return Err(bad("it is empty"));
     }
     if ascii.len() > MAX_DOMAIN_LEN {
         return Err(bad("it is longer than 255 bytes"));
     }
-    if ascii.split('.').any(|label| label.is_empty() || label.len() > 63) {
+    if ascii
+        .split('.')
+        .any(|label| label.is_empty() || label.len() > 63)
+    {
         return Err(bad("a label is empty or longer than 63 bytes"));
     }
     if !ascii
@@ -232,13 +236,34 @@ mod tests {
 
     #[test]
     fn bad_inputs_are_clear_errors() {
-        assert!(matches!(Address::parse("nobody"), Err(AddressError::MissingAt(_))));
-        assert!(matches!(Address::parse("@example.org"), Err(AddressError::EmptyLocal(_))));
-        assert!(matches!(Address::parse("a b@example.org"), Err(AddressError::BadLocalChar(_))));
-        assert!(matches!(Address::parse("a@"), Err(AddressError::BadDomain { .. })));
-        assert!(matches!(Address::parse("a@exa mple.org"), Err(AddressError::BadDomain { .. })));
-        assert!(matches!(Address::parse("a@[127.0.0.1]"), Err(AddressError::BadDomain { .. })));
-        assert!(matches!(Address::parse("a@foo..org"), Err(AddressError::BadDomain { .. })));
+        assert!(matches!(
+            Address::parse("nobody"),
+            Err(AddressError::MissingAt(_))
+        ));
+        assert!(matches!(
+            Address::parse("@example.org"),
+            Err(AddressError::EmptyLocal(_))
+        ));
+        assert!(matches!(
+            Address::parse("a b@example.org"),
+            Err(AddressError::BadLocalChar(_))
+        ));
+        assert!(matches!(
+            Address::parse("a@"),
+            Err(AddressError::BadDomain { .. })
+        ));
+        assert!(matches!(
+            Address::parse("a@exa mple.org"),
+            Err(AddressError::BadDomain { .. })
+        ));
+        assert!(matches!(
+            Address::parse("a@[127.0.0.1]"),
+            Err(AddressError::BadDomain { .. })
+        ));
+        assert!(matches!(
+            Address::parse("a@foo..org"),
+            Err(AddressError::BadDomain { .. })
+        ));
         let long = "x".repeat(65);
         assert!(matches!(
             Address::parse(&format!("{long}@example.org")),

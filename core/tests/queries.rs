@@ -2,6 +2,8 @@
 //! on the running MariaDB and PostgreSQL (each test makes its own database
 //! and drops it). SQL is never mocked.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use postwerk_core::config::{DatabaseConfig, Secret};
 use postwerk_core::db::*;
 use postwerk_core::error::Transient;
@@ -11,7 +13,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 static N: AtomicU32 = AtomicU32::new(0);
 
 fn unique_name() -> String {
-    format!("postwerk_q_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "postwerk_q_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A fresh database on one backend; dropped by [`Fresh::drop_db`].
@@ -26,19 +32,30 @@ impl Fresh {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/vmail.db", dir.path().display());
         let db = Db::connect_lazy(&DatabaseConfig::from_url(&url).unwrap(), true).unwrap();
-        Self { db, admin: None, _dir: Some(dir) }
+        Self {
+            db,
+            admin: None,
+            _dir: Some(dir),
+        }
     }
 
     async fn mysql() -> Self {
         let name = unique_name();
         let admin = "mysql://root@127.0.0.1:3306/mysql".to_owned();
-        let mut c = sqlx::MySqlConnection::connect(&admin)
+        let mut c = sqlx::MySqlConnection::connect(&admin).await.expect(
+            "MariaDB must run on 127.0.0.1:3306 (root, no password): run scripts/install-deps",
+        );
+        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET 'utf8'"))
+            .execute(&mut c)
             .await
-            .expect("MariaDB must run on 127.0.0.1:3306 (root, no password): run scripts/install-deps");
-        sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET 'utf8'")).execute(&mut c).await.unwrap();
+            .unwrap();
         let url = format!("mysql://root@127.0.0.1:3306/{name}");
         let db = Db::connect_lazy(&DatabaseConfig::from_url(&url).unwrap(), false).unwrap();
-        Self { db, admin: Some((admin, format!("DROP DATABASE {name}"))), _dir: None }
+        Self {
+            db,
+            admin: Some((admin, format!("DROP DATABASE {name}"))),
+            _dir: None,
+        }
     }
 
     async fn postgres() -> Self {
@@ -47,10 +64,17 @@ impl Fresh {
         let mut c = sqlx::PgConnection::connect(&admin)
             .await
             .expect("PostgreSQL must run on 127.0.0.1:5432 (trust auth): run scripts/install-deps");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut c)
+            .await
+            .unwrap();
         let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
         let db = Db::connect_lazy(&DatabaseConfig::from_url(&url).unwrap(), false).unwrap();
-        Self { db, admin: Some((admin, format!("DROP DATABASE {name}"))), _dir: None }
+        Self {
+            db,
+            admin: Some((admin, format!("DROP DATABASE {name}"))),
+            _dir: None,
+        }
     }
 
     async fn drop_db(self) {
@@ -99,19 +123,93 @@ async fn fixture(db: &Db) {
     for d in ["example.org", "example.net", "other.org"] {
         db.domain_add(d).await.unwrap();
     }
-    db.account_add(&account("user1", "example.org", 2048, true, false)).await.unwrap();
-    db.account_add(&account("user2", "example.org", 0, true, false)).await.unwrap();
-    db.account_add(&account("noreply", "example.org", 0, true, true)).await.unwrap();
-    db.account_add(&account("gone", "example.org", 100, false, false)).await.unwrap();
-    db.alias_add(&alias(Some("alias"), "example.org", "user1", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("list"), "example.org", "user1", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("list"), "example.org", "user2", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("off"), "example.org", "user1", "example.org", false)).await.unwrap();
-    db.alias_add(&alias(Some("user2"), "example.org", "user1", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("gone"), "example.org", "user1", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(None, "example.net", "catchall", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("info"), "example.net", "user2", "example.org", true)).await.unwrap();
-    db.alias_add(&alias(Some("noreply"), "other.org", "someone", "elsewhere.example", true)).await.unwrap();
+    db.account_add(&account("user1", "example.org", 2048, true, false))
+        .await
+        .unwrap();
+    db.account_add(&account("user2", "example.org", 0, true, false))
+        .await
+        .unwrap();
+    db.account_add(&account("noreply", "example.org", 0, true, true))
+        .await
+        .unwrap();
+    db.account_add(&account("gone", "example.org", 100, false, false))
+        .await
+        .unwrap();
+    db.alias_add(&alias(
+        Some("alias"),
+        "example.org",
+        "user1",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("list"),
+        "example.org",
+        "user1",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("list"),
+        "example.org",
+        "user2",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("off"),
+        "example.org",
+        "user1",
+        "example.org",
+        false,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("user2"),
+        "example.org",
+        "user1",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("gone"),
+        "example.org",
+        "user1",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(None, "example.net", "catchall", "example.org", true))
+        .await
+        .unwrap();
+    db.alias_add(&alias(
+        Some("info"),
+        "example.net",
+        "user2",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(
+        Some("noreply"),
+        "other.org",
+        "someone",
+        "elsewhere.example",
+        true,
+    ))
+    .await
+    .unwrap();
     db.tlspolicy_add(&TlsPolicy {
         domain: "gmx.de".into(),
         policy: Policy::Secure,
@@ -119,9 +217,13 @@ async fn fixture(db: &Db) {
     })
     .await
     .unwrap();
-    db.tlspolicy_add(&TlsPolicy { domain: "mailbox.org".into(), policy: Policy::DaneOnly, params: None })
-        .await
-        .unwrap();
+    db.tlspolicy_add(&TlsPolicy {
+        domain: "mailbox.org".into(),
+        policy: Policy::DaneOnly,
+        params: None,
+    })
+    .await
+    .unwrap();
 }
 
 async fn guide_semantics(db: &Db) {
@@ -132,75 +234,208 @@ async fn guide_semantics(db: &Db) {
     assert!(!db.domain_exists("example.com").await.unwrap());
 
     // accounts.cf: enabled accounts, send-only included
-    assert!(db.enabled_account("user1", "example.org").await.unwrap().is_some());
-    assert!(db.enabled_account("noreply", "example.org").await.unwrap().is_some());
-    assert!(db.enabled_account("gone", "example.org").await.unwrap().is_none());
-    assert!(db.enabled_account("nobody", "example.org").await.unwrap().is_none());
-    let a = db.enabled_account("user1", "example.org").await.unwrap().unwrap();
+    assert!(
+        db.enabled_account("user1", "example.org")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        db.enabled_account("noreply", "example.org")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        db.enabled_account("gone", "example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.enabled_account("nobody", "example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = db
+        .enabled_account("user1", "example.org")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((a.quota_mb, a.enabled, a.sendonly), (2048, true, false));
 
     // aliases.cf exactly as the guide's query
     let d = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(db.guide_alias_destinations("alias", "example.org").await.unwrap(), d(&["user1@example.org"]));
     assert_eq!(
-        db.guide_alias_destinations("list", "example.org").await.unwrap(),
+        db.guide_alias_destinations("alias", "example.org")
+            .await
+            .unwrap(),
+        d(&["user1@example.org"])
+    );
+    assert_eq!(
+        db.guide_alias_destinations("list", "example.org")
+            .await
+            .unwrap(),
         d(&["user1@example.org", "user2@example.org"])
     );
-    assert!(db.guide_alias_destinations("off", "example.org").await.unwrap().is_empty(), "disabled alias");
     assert!(
-        db.guide_alias_destinations("user2", "example.org").await.unwrap().is_empty(),
+        db.guide_alias_destinations("off", "example.org")
+            .await
+            .unwrap()
+            .is_empty(),
+        "disabled alias"
+    );
+    assert!(
+        db.guide_alias_destinations("user2", "example.org")
+            .await
+            .unwrap()
+            .is_empty(),
         "an account shadows an alias of the same name"
     );
     assert!(
-        db.guide_alias_destinations("gone", "example.org").await.unwrap().is_empty(),
+        db.guide_alias_destinations("gone", "example.org")
+            .await
+            .unwrap()
+            .is_empty(),
         "a disabled account still shadows its alias"
     );
     assert_eq!(
-        db.guide_alias_destinations("anything", "example.net").await.unwrap(),
+        db.guide_alias_destinations("anything", "example.net")
+            .await
+            .unwrap(),
         d(&["catchall@example.org"]),
         "catch-all"
     );
     assert_eq!(
-        db.guide_alias_destinations("info", "example.net").await.unwrap(),
+        db.guide_alias_destinations("info", "example.net")
+            .await
+            .unwrap(),
         d(&["catchall@example.org", "user2@example.org"]),
         "the guide's query returns the alias and the catch-all together"
     );
-    assert!(db.guide_alias_destinations("nobody", "example.org").await.unwrap().is_empty());
-    assert_eq!(db.alias_destinations("info", "example.net").await.unwrap(), d(&["user2@example.org"]));
-    assert_eq!(db.catch_all_destinations("example.net").await.unwrap(), d(&["catchall@example.org"]));
-    assert!(db.catch_all_destinations("example.org").await.unwrap().is_empty());
+    assert!(
+        db.guide_alias_destinations("nobody", "example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        db.alias_destinations("info", "example.net").await.unwrap(),
+        d(&["user2@example.org"])
+    );
+    assert_eq!(
+        db.catch_all_destinations("example.net").await.unwrap(),
+        d(&["catchall@example.org"])
+    );
+    assert!(
+        db.catch_all_destinations("example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // recipient-access.cf
-    assert_eq!(db.recipient_access("user1", "example.org").await.unwrap(), Some(RecipientAccess::Ok));
-    assert_eq!(db.recipient_access("noreply", "example.org").await.unwrap(), Some(RecipientAccess::Reject));
-    assert_eq!(db.recipient_access("gone", "example.org").await.unwrap(), None);
-    assert_eq!(db.recipient_access("alias", "example.org").await.unwrap(), None);
+    assert_eq!(
+        db.recipient_access("user1", "example.org").await.unwrap(),
+        Some(RecipientAccess::Ok)
+    );
+    assert_eq!(
+        db.recipient_access("noreply", "example.org").await.unwrap(),
+        Some(RecipientAccess::Reject)
+    );
+    assert_eq!(
+        db.recipient_access("gone", "example.org").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        db.recipient_access("alias", "example.org").await.unwrap(),
+        None
+    );
 
     // sender-login-maps.cf
-    assert_eq!(db.sender_login_owners("user1", "example.org").await.unwrap(), d(&["user1@example.org"]));
-    assert_eq!(db.sender_login_owners("alias", "example.org").await.unwrap(), d(&["user1@example.org"]));
+    assert_eq!(
+        db.sender_login_owners("user1", "example.org")
+            .await
+            .unwrap(),
+        d(&["user1@example.org"])
+    );
+    assert_eq!(
+        db.sender_login_owners("alias", "example.org")
+            .await
+            .unwrap(),
+        d(&["user1@example.org"])
+    );
     assert_eq!(
         db.sender_login_owners("list", "example.org").await.unwrap(),
         d(&["user1@example.org", "user2@example.org"])
     );
-    assert!(db.sender_login_owners("gone", "example.org").await.unwrap() == d(&["user1@example.org"]));
-    assert!(db.sender_login_owners("off", "example.org").await.unwrap().is_empty());
+    assert!(
+        db.sender_login_owners("gone", "example.org").await.unwrap() == d(&["user1@example.org"])
+    );
+    assert!(
+        db.sender_login_owners("off", "example.org")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // tls-policy.cf
     let p = db.tls_policy("gmx.de").await.unwrap().unwrap();
-    assert_eq!((p.policy, p.params.as_deref()), (Policy::Secure, Some("match=.gmx.net")));
+    assert_eq!(
+        (p.policy, p.params.as_deref()),
+        (Policy::Secure, Some("match=.gmx.net"))
+    );
     let p = db.tls_policy("mailbox.org").await.unwrap().unwrap();
     assert_eq!((p.policy, p.params), (Policy::DaneOnly, None));
     assert!(db.tls_policy("web.de").await.unwrap().is_none());
 
     // dovecot-sql.conf
-    let e = db.passdb_lookup("user1", "example.org").await.unwrap().unwrap();
-    assert_eq!((e.user.as_str(), e.domain.as_str(), e.password.expose()), ("user1", "example.org", "{PLAIN}secret"));
-    assert!(db.passdb_lookup("noreply", "example.org").await.unwrap().is_some(), "send-only may log in");
-    assert!(db.passdb_lookup("gone", "example.org").await.unwrap().is_none());
-    assert_eq!(db.userdb_lookup("user1", "example.org").await.unwrap().unwrap().quota_rule(), "*:storage=2048M");
-    assert_eq!(db.userdb_lookup("user2", "example.org").await.unwrap().unwrap().quota_rule(), "*:storage=0M");
-    assert!(db.userdb_lookup("noreply", "example.org").await.unwrap().is_none(), "send-only has no mailbox");
+    let e = db
+        .passdb_lookup("user1", "example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (e.user.as_str(), e.domain.as_str(), e.password.expose()),
+        ("user1", "example.org", "{PLAIN}secret")
+    );
+    assert!(
+        db.passdb_lookup("noreply", "example.org")
+            .await
+            .unwrap()
+            .is_some(),
+        "send-only may log in"
+    );
+    assert!(
+        db.passdb_lookup("gone", "example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.userdb_lookup("user1", "example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .quota_rule(),
+        "*:storage=2048M"
+    );
+    assert_eq!(
+        db.userdb_lookup("user2", "example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .quota_rule(),
+        "*:storage=0M"
+    );
+    assert!(
+        db.userdb_lookup("noreply", "example.org")
+            .await
+            .unwrap()
+            .is_none(),
+        "send-only has no mailbox"
+    );
     assert_eq!(
         db.userdb_iterate().await.unwrap(),
         d(&["gone@example.org", "user1@example.org", "user2@example.org"])
@@ -214,19 +449,30 @@ async fn admin_semantics(db: &Db) {
     assert!(matches!(e, DbError::Duplicate { .. }), "{e:?}");
     assert!(!e.is_temporary());
     assert!(matches!(
-        db.account_add(&account("user1", "example.org", 0, true, false)).await.unwrap_err(),
+        db.account_add(&account("user1", "example.org", 0, true, false))
+            .await
+            .unwrap_err(),
         DbError::Duplicate { .. }
     ));
     // foreign keys: no account in a missing domain, no delete of a used domain
     assert!(matches!(
-        db.account_add(&account("x", "missing.example", 0, true, false)).await.unwrap_err(),
+        db.account_add(&account("x", "missing.example", 0, true, false))
+            .await
+            .unwrap_err(),
         DbError::ForeignKey { .. }
     ));
-    assert!(matches!(db.domain_del("example.org", false).await.unwrap_err(), DbError::ForeignKey { .. }));
+    assert!(matches!(
+        db.domain_del("example.org", false).await.unwrap_err(),
+        DbError::ForeignKey { .. }
+    ));
     // catch-all duplicates are invisible to the UNIQUE key; alias_exists sees them
     let ca = alias(None, "example.net", "catchall", "example.org", true);
     assert!(db.alias_exists(&ca).await.unwrap());
-    assert!(!db.alias_exists(&alias(None, "example.org", "catchall", "example.org", true)).await.unwrap());
+    assert!(
+        !db.alias_exists(&alias(None, "example.org", "catchall", "example.org", true))
+            .await
+            .unwrap()
+    );
 
     // lists
     let domains = db.domain_list().await.unwrap();
@@ -238,25 +484,81 @@ async fn admin_semantics(db: &Db) {
     assert_eq!(db.tlspolicy_list().await.unwrap().len(), 2);
 
     // updates
-    assert!(db.account_set_quota("user2", "example.org", 512).await.unwrap());
-    assert_eq!(db.account_get("user2", "example.org").await.unwrap().unwrap().quota_mb, 512);
-    assert!(db.account_set_enabled("user2", "example.org", false).await.unwrap());
-    assert!(db.enabled_account("user2", "example.org").await.unwrap().is_none());
-    assert!(db.account_set_password("user2", "example.org", &Secret::new("{PLAIN}new")).await.unwrap());
-    assert_eq!(db.account_get("user2", "example.org").await.unwrap().unwrap().password.expose(), "{PLAIN}new");
-    assert!(!db.account_set_quota("nobody", "example.org", 1).await.unwrap());
+    assert!(
+        db.account_set_quota("user2", "example.org", 512)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.account_get("user2", "example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .quota_mb,
+        512
+    );
+    assert!(
+        db.account_set_enabled("user2", "example.org", false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.enabled_account("user2", "example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        db.account_set_password("user2", "example.org", &Secret::new("{PLAIN}new"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.account_get("user2", "example.org")
+            .await
+            .unwrap()
+            .unwrap()
+            .password
+            .expose(),
+        "{PLAIN}new"
+    );
+    assert!(
+        !db.account_set_quota("nobody", "example.org", 1)
+            .await
+            .unwrap()
+    );
 
     // deletes
-    assert_eq!(db.alias_del(Some("list"), "example.org", Some(("user2", "example.org"))).await.unwrap(), 1);
-    assert_eq!(db.alias_del(Some("list"), "example.org", None).await.unwrap(), 1);
+    assert_eq!(
+        db.alias_del(Some("list"), "example.org", Some(("user2", "example.org")))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        db.alias_del(Some("list"), "example.org", None)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(db.alias_del(None, "example.net", None).await.unwrap(), 1);
-    assert!(db.catch_all_destinations("example.net").await.unwrap().is_empty());
+    assert!(
+        db.catch_all_destinations("example.net")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(db.tlspolicy_del("gmx.de").await.unwrap());
     assert!(!db.tlspolicy_del("gmx.de").await.unwrap());
     assert!(db.account_del("gone", "example.org").await.unwrap());
     assert!(db.domain_del("example.org", true).await.unwrap());
     assert!(!db.domain_exists("example.org").await.unwrap());
-    assert!(db.account_list(Some("example.org")).await.unwrap().is_empty());
+    assert!(
+        db.account_list(Some("example.org"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(!db.domain_del("example.org", true).await.unwrap());
 }
 

@@ -112,7 +112,12 @@ pub async fn bind(cfg: &Config) -> Result<Listeners, service::ListenError> {
 pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let p = &cfg.policyd;
-    let lookup = Arc::new(Lookup::new(db, &cfg.mail.recipient_delimiter, p.lookup_timeout, p.cache_ttl));
+    let lookup = Arc::new(Lookup::new(
+        db,
+        &cfg.mail.recipient_delimiter,
+        p.lookup_timeout,
+        p.cache_ttl,
+    ));
     let policy = PolicyService::new(
         lookup.clone(),
         p.sender_login_check,
@@ -126,6 +131,9 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
     }))
 }
 
+/// One protocol's accept loop.
+type Server = std::pin::Pin<Box<dyn Future<Output = Result<(), service::ServeError>> + Send>>;
+
 /// Serves every listener until `shutdown` resolves, then drains. Each new
 /// connection takes the current [`Shared`] from `current`, so a reload
 /// applies to new connections while open ones finish with what they had.
@@ -136,15 +144,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), service::ServeError> {
     let stop = CancellationToken::new();
-    let mut servers: Vec<std::pin::Pin<Box<dyn Future<Output = Result<(), service::ServeError>> + Send>>> = Vec::new();
+    let mut servers: Vec<Server> = Vec::new();
     if !listeners.socketmap.is_empty() {
         let cur = current.clone();
         let stop = stop.clone();
         servers.push(Box::pin(async move {
-            service::serve(listeners.socketmap, limits, stop.cancelled_owned(), move |stream, _peer, token| {
-                let shared = cur.borrow().clone();
-                session::socketmap(stream, shared, token)
-            })
+            service::serve(
+                listeners.socketmap,
+                limits,
+                stop.cancelled_owned(),
+                move |stream, _peer, token| {
+                    let shared = cur.borrow().clone();
+                    session::socketmap(stream, shared, token)
+                },
+            )
             .await
         }));
     }
@@ -152,10 +165,15 @@ pub async fn run(
         let cur = current.clone();
         let stop = stop.clone();
         servers.push(Box::pin(async move {
-            service::serve(vec![listener], limits, stop.cancelled_owned(), move |stream, _peer, token| {
-                let shared = cur.borrow().clone();
-                session::tcp_table(stream, map, shared, token)
-            })
+            service::serve(
+                vec![listener],
+                limits,
+                stop.cancelled_owned(),
+                move |stream, _peer, token| {
+                    let shared = cur.borrow().clone();
+                    session::tcp_table(stream, map, shared, token)
+                },
+            )
             .await
         }));
     }
@@ -163,10 +181,15 @@ pub async fn run(
         let cur = current.clone();
         let stop = stop.clone();
         servers.push(Box::pin(async move {
-            service::serve(listeners.policy, limits, stop.cancelled_owned(), move |stream, _peer, token| {
-                let shared = cur.borrow().clone();
-                session::policy(stream, shared, token)
-            })
+            service::serve(
+                listeners.policy,
+                limits,
+                stop.cancelled_owned(),
+                move |stream, _peer, token| {
+                    let shared = cur.borrow().clone();
+                    session::policy(stream, shared, token)
+                },
+            )
             .await
         }));
     }

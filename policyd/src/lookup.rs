@@ -111,8 +111,11 @@ pub struct Lookup {
     delimiter: String,
     timeout: Duration,
     cache_ttl: Duration,
-    cache: Mutex<HashMap<(Map, String), (Instant, Option<String>)>>,
+    cache: Mutex<HashMap<(Map, String), Cached>>,
 }
+
+/// A cached answer and when it was looked up.
+type Cached = (Instant, Option<String>);
 
 impl Lookup {
     /// `delimiter` is `recipient_delimiter` (each character a delimiter).
@@ -134,10 +137,10 @@ impl Lookup {
     /// Looks `key` up in `map` within the lookup deadline. `Ok(None)` is
     /// "not found".
     pub async fn lookup(&self, map: Map, key: &str) -> Result<Option<String>, LookupError> {
-        if !self.cache_ttl.is_zero() {
-            if let Some(hit) = self.cached(map, key) {
-                return Ok(hit);
-            }
+        if !self.cache_ttl.is_zero()
+            && let Some(hit) = self.cached(map, key)
+        {
+            return Ok(hit);
         }
         let answer = tokio::time::timeout(self.timeout, self.lookup_uncached(map, key))
             .await
@@ -173,21 +176,27 @@ impl Lookup {
                 _ => Ok(None),
             },
             Map::TlsPolicy => {
-                let Some(k) = tls_policy_key(key) else { return Ok(None) };
+                let Some(k) = tls_policy_key(key) else {
+                    return Ok(None);
+                };
                 Ok(db.tls_policy(&k).await?.map(|p| match p.params {
-                    Some(params) if !params.trim().is_empty() => format!("{} {}", p.policy, params.trim()),
+                    Some(params) if !params.trim().is_empty() => {
+                        format!("{} {}", p.policy, params.trim())
+                    }
                     _ => p.policy.to_string(),
                 }))
             }
-            Map::Mailboxes => {
-                self.with_extension_fallback(key, |a| async move {
-                    Ok(db.enabled_account(a.local(), a.domain()).await?.map(|_| vec![MAILBOX_VALUE.to_owned()]))
+            Map::Mailboxes => self
+                .with_extension_fallback(key, |a| async move {
+                    Ok(db
+                        .enabled_account(a.local(), a.domain())
+                        .await?
+                        .map(|_| vec![MAILBOX_VALUE.to_owned()]))
                 })
                 .await
-                .map(|r| r.map(|(v, _)| v.join(",")))
-            }
-            Map::RecipientAccess => {
-                self.with_extension_fallback(key, |a| async move {
+                .map(|r| r.map(|(v, _)| v.join(","))),
+            Map::RecipientAccess => self
+                .with_extension_fallback(key, |a| async move {
                     Ok(db.recipient_access(a.local(), a.domain()).await?.map(|r| {
                         vec![match r {
                             RecipientAccess::Ok => "OK".to_owned(),
@@ -196,8 +205,7 @@ impl Lookup {
                     }))
                 })
                 .await
-                .map(|r| r.map(|(v, _)| v.join(",")))
-            }
+                .map(|r| r.map(|(v, _)| v.join(","))),
             Map::SenderLogin => self
                 .with_extension_fallback(key, |a| async move {
                     let owners = db.sender_login_owners(a.local(), a.domain()).await?;
@@ -220,7 +228,11 @@ impl Lookup {
                     .await?;
                 Ok(found.map(|(dests, ext)| match ext {
                     None => dests.join(","),
-                    Some(ext) => dests.iter().map(|d| propagate_extension(d, &ext)).collect::<Vec<_>>().join(","),
+                    Some(ext) => dests
+                        .iter()
+                        .map(|d| propagate_extension(d, &ext))
+                        .collect::<Vec<_>>()
+                        .join(","),
                 }))
             }
         }
@@ -246,10 +258,14 @@ impl Lookup {
         if let Some(v) = f(addr.clone()).await? {
             return Ok(Some((v, None)));
         }
-        let Some(detail) = detail else { return Ok(None) };
+        let Some(detail) = detail else {
+            return Ok(None);
+        };
         let delim_len = addr.local().len() - base.local().len() - detail.len();
         let delim = &addr.local()[base.local().len()..base.local().len() + delim_len];
-        Ok(f(base).await?.map(|v| (v, Some(format!("{delim}{detail}")))))
+        Ok(f(base)
+            .await?
+            .map(|v| (v, Some(format!("{delim}{detail}")))))
     }
 }
 
@@ -287,7 +303,10 @@ mod tests {
             assert_eq!(Map::from_name(m.name()), Some(m));
         }
         assert_eq!(Map::from_name("accounts"), Some(Map::Mailboxes));
-        assert_eq!(Map::from_name("recipient-access"), Some(Map::RecipientAccess));
+        assert_eq!(
+            Map::from_name("recipient-access"),
+            Some(Map::RecipientAccess)
+        );
         assert_eq!(Map::from_name("sender-login-maps"), Some(Map::SenderLogin));
         assert_eq!(Map::from_name("tls-policy"), Some(Map::TlsPolicy));
         assert_eq!(Map::from_name("nope"), None);
@@ -295,9 +314,18 @@ mod tests {
 
     #[test]
     fn extension_propagation() {
-        assert_eq!(propagate_extension("user1@example.org", "+tag"), "user1+tag@example.org");
+        assert_eq!(
+            propagate_extension("user1@example.org", "+tag"),
+            "user1+tag@example.org"
+        );
         assert_eq!(tls_policy_key("GMX.de").as_deref(), Some("gmx.de"));
-        assert_eq!(tls_policy_key(".Example.org").as_deref(), Some(".example.org"));
-        assert_eq!(tls_policy_key("[127.0.0.1]:25").as_deref(), Some("[127.0.0.1]:25"));
+        assert_eq!(
+            tls_policy_key(".Example.org").as_deref(),
+            Some(".example.org")
+        );
+        assert_eq!(
+            tls_policy_key("[127.0.0.1]:25").as_deref(),
+            Some("[127.0.0.1]:25")
+        );
     }
 }

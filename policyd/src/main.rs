@@ -13,7 +13,11 @@ use tracing::{error, info, warn};
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser, Debug)]
-#[command(name = "postwerk-policyd", version, about = "Postfix lookup tables and policy checks on the vmail database")]
+#[command(
+    name = "postwerk-policyd",
+    version,
+    about = "Postfix lookup tables and policy checks on the vmail database"
+)]
 struct Args {
     /// Config file [default: /etc/postwerk/postwerk.toml if it exists]
     #[arg(long, value_name = "PATH")]
@@ -75,10 +79,22 @@ async fn run(path: Option<PathBuf>, cfg: Config) -> ExitCode {
             match Config::load(path.as_deref()) {
                 Err(e) => error!(error = %e, "reload: invalid configuration; keeping the old one"),
                 Ok(new) => {
-                    let listen_changed = format!("{:?}{:?}{:?}", new.policyd.socketmap_listen, new.policyd.tcp_table_listen, new.policyd.policy_listen)
-                        != format!("{:?}{:?}{:?}", active.policyd.socketmap_listen, active.policyd.tcp_table_listen, active.policyd.policy_listen);
-                    if listen_changed || new.policyd.service.limits != active.policyd.service.limits {
-                        warn!("reload: listeners or connection limits changed; takes effect on restart");
+                    let listen_changed = format!(
+                        "{:?}{:?}{:?}",
+                        new.policyd.socketmap_listen,
+                        new.policyd.tcp_table_listen,
+                        new.policyd.policy_listen
+                    ) != format!(
+                        "{:?}{:?}{:?}",
+                        active.policyd.socketmap_listen,
+                        active.policyd.tcp_table_listen,
+                        active.policyd.policy_listen
+                    );
+                    if listen_changed || new.policyd.service.limits != active.policyd.service.limits
+                    {
+                        warn!(
+                            "reload: listeners or connection limits changed; takes effect on restart"
+                        );
                     }
                     match postwerk_policyd::shared(&new) {
                         Ok(s) => {
@@ -86,7 +102,9 @@ async fn run(path: Option<PathBuf>, cfg: Config) -> ExitCode {
                             info!("configuration reloaded");
                             active = Arc::new(new);
                         }
-                        Err(e) => error!(error = %e, "reload: bad database configuration; keeping the old one"),
+                        Err(e) => {
+                            error!(error = %e, "reload: bad database configuration; keeping the old one")
+                        }
                     }
                 }
             }
@@ -101,7 +119,13 @@ async fn run(path: Option<PathBuf>, cfg: Config) -> ExitCode {
         "postwerk-policyd started"
     );
     service::notify_ready();
-    let res = postwerk_policyd::run(cfg.policyd.service.limits, listeners, rx, service::terminate()).await;
+    let res = postwerk_policyd::run(
+        cfg.policyd.service.limits,
+        listeners,
+        rx,
+        service::terminate(),
+    )
+    .await;
     service::notify_stopping();
     match res {
         Ok(()) => {

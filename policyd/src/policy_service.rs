@@ -28,7 +28,11 @@ fn action(a: impl Into<String>) -> Reply {
 
 impl PolicyService {
     /// The service over `lookup`.
-    pub fn new(lookup: Arc<Lookup>, sender_login: SenderLoginCheck, ratelimit: RateLimiter) -> Self {
+    pub fn new(
+        lookup: Arc<Lookup>,
+        sender_login: SenderLoginCheck,
+        ratelimit: RateLimiter,
+    ) -> Self {
         Self {
             lookup,
             sender_login,
@@ -45,16 +49,24 @@ impl PolicyService {
         let state = req.get("protocol_state").unwrap_or("");
         let sasl = req.non_empty("sasl_username").map(|u| u.to_lowercase());
         let sender = req.non_empty("sender").and_then(|s| Address::parse(s).ok());
-        if matches!(state, "MAIL" | "RCPT") {
-            if let Some(reply) = self.check_sender_login(sasl.as_deref(), sender.as_ref(), req).await {
-                return reply;
-            }
+        if matches!(state, "MAIL" | "RCPT")
+            && let Some(reply) = self
+                .check_sender_login(sasl.as_deref(), sender.as_ref(), req)
+                .await
+        {
+            return reply;
         }
         if state == "RCPT" && self.ratelimit.is_enabled() {
-            let who = sasl.clone().or_else(|| sender.as_ref().map(|s| s.to_string()));
+            let who = sasl
+                .clone()
+                .or_else(|| sender.as_ref().map(|s| s.to_string()));
             if let Some(who) = who {
                 let instance = req.get("instance").unwrap_or("");
-                if let Verdict::Exceeded { what, limit } = self.ratelimit.check(&who, instance, SystemTime::now()).await {
+                if let Verdict::Exceeded { what, limit } = self
+                    .ratelimit
+                    .check(&who, instance, SystemTime::now())
+                    .await
+                {
                     info!(who = %who, what, limit, "rate limit exceeded; answered DEFER_IF_PERMIT");
                     return action(format!(
                         "DEFER_IF_PERMIT Rate limit exceeded: {who} may send at most {limit} {what} per hour, try again later"
@@ -67,7 +79,12 @@ impl PolicyService {
 
     /// `reject_authenticated_sender_login_mismatch` (and, with `all`,
     /// `reject_unauthenticated_sender_login_mismatch`) on the vmail data.
-    async fn check_sender_login(&self, sasl: Option<&str>, sender: Option<&Address>, req: &Request) -> Option<Reply> {
+    async fn check_sender_login(
+        &self,
+        sasl: Option<&str>,
+        sender: Option<&Address>,
+        req: &Request,
+    ) -> Option<Reply> {
         if self.sender_login == SenderLoginCheck::Off {
             return None;
         }
@@ -75,7 +92,11 @@ impl PolicyService {
         if sasl.is_none() && self.sender_login == SenderLoginCheck::Authenticated {
             return None;
         }
-        let owners = match self.lookup.lookup(Map::SenderLogin, &sender.to_string()).await {
+        let owners = match self
+            .lookup
+            .lookup(Map::SenderLogin, &sender.to_string())
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 warn!(sender = %sender, error = %e, "sender login lookup failed; answered 451");
@@ -83,19 +104,24 @@ impl PolicyService {
             }
         };
         let owned_by = |login: &str| {
-            owners
-                .as_deref()
-                .is_some_and(|o| o.split([',', ' ']).any(|x| x.trim().eq_ignore_ascii_case(login)))
+            owners.as_deref().is_some_and(|o| {
+                o.split([',', ' '])
+                    .any(|x| x.trim().eq_ignore_ascii_case(login))
+            })
         };
         match sasl {
             Some(login) if owned_by(login) => None,
             Some(login) => {
                 info!(sender = %sender, login, client = ?req.get("client_address"), "sender not owned by login; rejected");
-                Some(action(format!("REJECT Sender address {sender} is not owned by user {login}")))
+                Some(action(format!(
+                    "REJECT Sender address {sender} is not owned by user {login}"
+                )))
             }
             None if owners.is_some() => {
                 info!(sender = %sender, client = ?req.get("client_address"), "owned sender without login; rejected");
-                Some(action(format!("REJECT Sender address {sender} requires authentication")))
+                Some(action(format!(
+                    "REJECT Sender address {sender} requires authentication"
+                )))
             }
             None => None,
         }

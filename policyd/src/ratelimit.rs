@@ -61,7 +61,9 @@ pub struct RateLimiter {
 
 impl std::fmt::Debug for RateLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("RateLimiter")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,13 +173,32 @@ impl RateLimiter {
 
     /// Counts in Redis; false if that failed.
     async fn redis_count(&self, k: &Keys, new_message: bool) -> bool {
-        let Some(mut conn) = self.conn().await else { return false };
+        let Some(mut conn) = self.conn().await else {
+            return false;
+        };
         let ttl = 2 * WINDOW.as_secs();
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR").arg(&k.rcpts_cur).ignore().cmd("EXPIRE").arg(&k.rcpts_cur).arg(ttl).ignore();
+        pipe.cmd("INCR")
+            .arg(&k.rcpts_cur)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&k.rcpts_cur)
+            .arg(ttl)
+            .ignore();
         if new_message {
-            pipe.cmd("INCR").arg(&k.msgs_cur).ignore().cmd("EXPIRE").arg(&k.msgs_cur).arg(ttl).ignore();
-            pipe.cmd("SET").arg(&k.instance).arg(1).arg("EX").arg(WINDOW.as_secs()).ignore();
+            pipe.cmd("INCR")
+                .arg(&k.msgs_cur)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&k.msgs_cur)
+                .arg(ttl)
+                .ignore();
+            pipe.cmd("SET")
+                .arg(&k.instance)
+                .arg(1)
+                .arg("EX")
+                .arg(WINDOW.as_secs())
+                .ignore();
         }
         match tokio::time::timeout(REDIS_TIMEOUT, pipe.query_async::<()>(&mut conn)).await {
             Ok(Ok(())) => true,
@@ -193,7 +214,9 @@ impl RateLimiter {
     }
 
     fn local_counts(&self, k: &Keys, _window: u64) -> Counts {
-        let Ok(map) = self.local.lock() else { return Counts::default() };
+        let Ok(map) = self.local.lock() else {
+            return Counts::default();
+        };
         let get = |key: &str| map.get(key).map(|(n, _)| *n).unwrap_or(0);
         Counts {
             msgs_prev: get(&k.msgs_prev),
@@ -205,7 +228,9 @@ impl RateLimiter {
     }
 
     fn local_count(&self, k: &Keys, window: u64, new_message: bool) {
-        let Ok(mut map) = self.local.lock() else { return };
+        let Ok(mut map) = self.local.lock() else {
+            return;
+        };
         if map.len() >= LOCAL_MAX_KEYS {
             // Drop everything older than the previous window.
             map.retain(|_, (_, w)| *w + 1 >= window);
@@ -279,13 +304,19 @@ mod tests {
         for _ in 0..2 {
             assert_eq!(
                 rl.check("a@example.org", "i3", t).await,
-                Verdict::Exceeded { what: "messages", limit: 2 }
+                Verdict::Exceeded {
+                    what: "messages",
+                    limit: 2
+                }
             );
         }
         // another sender is not affected; the override raises the limit
         assert_eq!(rl.check("b@example.org", "i3", t).await, Verdict::Allow);
         for i in 0..10 {
-            assert_eq!(rl.check("vip@example.org", &format!("v{i}"), t).await, Verdict::Allow);
+            assert_eq!(
+                rl.check("vip@example.org", &format!("v{i}"), t).await,
+                Verdict::Allow
+            );
         }
     }
 
@@ -294,11 +325,17 @@ mod tests {
         let rl = RateLimiter::new(cfg(0, 3));
         let t = at(3600 * 1000 + 10);
         for i in 0..3 {
-            assert_eq!(rl.check("a@x.org", &format!("m{i}"), t).await, Verdict::Allow);
+            assert_eq!(
+                rl.check("a@x.org", &format!("m{i}"), t).await,
+                Verdict::Allow
+            );
         }
         assert_eq!(
             rl.check("a@x.org", "m9", t).await,
-            Verdict::Exceeded { what: "recipients", limit: 3 }
+            Verdict::Exceeded {
+                what: "recipients",
+                limit: 3
+            }
         );
         // half-way through the next hour the old window weighs 50%: 1.5 + 1 <= 3
         let later = at(3600 * 1001 + 1800);
@@ -306,7 +343,10 @@ mod tests {
         // two hours later everything has expired
         let much_later = at(3600 * 1003);
         for i in 0..3 {
-            assert_eq!(rl.check("a@x.org", &format!("z{i}"), much_later).await, Verdict::Allow);
+            assert_eq!(
+                rl.check("a@x.org", &format!("z{i}"), much_later).await,
+                Verdict::Allow
+            );
         }
     }
 
@@ -317,7 +357,13 @@ mod tests {
         let rl = RateLimiter::new(c);
         let t = at(3600 * 5000);
         assert_eq!(rl.check("a@x.org", "m1", t).await, Verdict::Allow);
-        assert_eq!(rl.check("a@x.org", "m2", t).await, Verdict::Exceeded { what: "messages", limit: 1 });
+        assert_eq!(
+            rl.check("a@x.org", "m2", t).await,
+            Verdict::Exceeded {
+                what: "messages",
+                limit: 1
+            }
+        );
     }
 
     #[tokio::test]
@@ -331,11 +377,23 @@ mod tests {
         let t = SystemTime::now();
         assert_eq!(a.check("s@x.org", "m1", t).await, Verdict::Allow);
         assert_eq!(b.check("s@x.org", "m2", t).await, Verdict::Allow);
-        assert_eq!(a.check("s@x.org", "m3", t).await, Verdict::Exceeded { what: "messages", limit: 2 });
-        assert!(a.local.lock().unwrap().is_empty(), "Redis was used, not local counters");
+        assert_eq!(
+            a.check("s@x.org", "m3", t).await,
+            Verdict::Exceeded {
+                what: "messages",
+                limit: 2
+            }
+        );
+        assert!(
+            a.local.lock().unwrap().is_empty(),
+            "Redis was used, not local counters"
+        );
     }
 
     fn rand_suffix() -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64
     }
 }

@@ -14,7 +14,9 @@ pub fn socketmap(result: &Result<Option<String>, LookupError>) -> socketmap::Rep
     match result {
         Ok(Some(v)) if v.is_empty() => socketmap::Reply::NotFound,
         // Postfix refuses longer replies ("input exceeds size limit").
-        Ok(Some(v)) if v.len() + 3 > POSTFIX_MAX_REPLY => socketmap::Reply::Temp("result too large".into()),
+        Ok(Some(v)) if v.len() + 3 > POSTFIX_MAX_REPLY => {
+            socketmap::Reply::Temp("result too large".into())
+        }
         Ok(Some(v)) => socketmap::Reply::Ok(v.clone()),
         Ok(None) => socketmap::Reply::NotFound,
         Err(LookupError::Timeout(_)) => socketmap::Reply::Timeout("lookup timed out".into()),
@@ -60,13 +62,28 @@ mod tests {
 
     #[test]
     fn classes() {
-        assert_eq!(socketmap(&Ok(Some("a@b".into()))), socketmap::Reply::Ok("a@b".into()));
+        assert_eq!(
+            socketmap(&Ok(Some("a@b".into()))),
+            socketmap::Reply::Ok("a@b".into())
+        );
         assert_eq!(socketmap(&Ok(None)), socketmap::Reply::NotFound);
-        assert_eq!(socketmap(&Ok(Some(String::new()))), socketmap::Reply::NotFound);
-        assert!(matches!(socketmap(&Err(LookupError::Timeout(Duration::from_secs(1)))), socketmap::Reply::Timeout(_)));
+        assert_eq!(
+            socketmap(&Ok(Some(String::new()))),
+            socketmap::Reply::NotFound
+        );
+        assert!(matches!(
+            socketmap(&Err(LookupError::Timeout(Duration::from_secs(1)))),
+            socketmap::Reply::Timeout(_)
+        ));
         let down = LookupError::Db(DbError::Unavailable(sqlx_io_error()));
-        assert_eq!(socketmap(&Err(down)), socketmap::Reply::Temp(TEMP_TEXT.into()));
-        assert!(matches!(socketmap(&Ok(Some("x".repeat(100_000)))), socketmap::Reply::Temp(_)));
+        assert_eq!(
+            socketmap(&Err(down)),
+            socketmap::Reply::Temp(TEMP_TEXT.into())
+        );
+        assert!(matches!(
+            socketmap(&Ok(Some("x".repeat(100_000)))),
+            socketmap::Reply::Temp(_)
+        ));
         assert_eq!(tcp_table(&Ok(None)), tcp_table::Reply::NotFound);
         let down = LookupError::Db(DbError::Unavailable(sqlx_io_error()));
         assert!(matches!(tcp_table(&Err(down)), tcp_table::Reply::Temp(_)));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{Instrument, debug, info_span, warn};
 
 /// What every session needs.
 #[derive(Debug)]
@@ -32,7 +32,11 @@ pub struct Shared {
 
 /// Waits for the next frame, the idle timeout or shutdown; `None` ends the
 /// session.
-async fn next_frame<S, T, E>(framed: &mut S, idle: Duration, token: &CancellationToken) -> Option<Result<T, E>>
+async fn next_frame<S, T, E>(
+    framed: &mut S,
+    idle: Duration,
+    token: &CancellationToken,
+) -> Option<Result<T, E>>
 where
     S: futures::Stream<Item = Result<T, E>> + Unpin,
 {
@@ -63,7 +67,9 @@ pub async fn socketmap(stream: Stream, shared: Arc<Shared>, token: CancellationT
             Ok(req) => answer_socketmap(&shared.lookup, req).await,
             Err(e) => {
                 warn!(error = %e, "malformed socketmap request; closing");
-                let _ = framed.send(socketmap::Reply::Perm("malformed request".into()).to_payload()).await;
+                let _ = framed
+                    .send(socketmap::Reply::Perm("malformed request".into()).to_payload())
+                    .await;
                 break;
             }
         };

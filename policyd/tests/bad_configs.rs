@@ -1,6 +1,8 @@
 //! tests/bad-configs: postwerk-policyd refuses every case with exit 78 and
 //! the expected reason, before it binds anything.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -23,7 +25,11 @@ fn every_bad_config_is_refused_for_its_reason() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{}: {err}", case.display());
-        assert!(err.contains(expected), "{}: expected `{expected}` in:\n{err}", case.display());
+        assert!(
+            err.contains(expected),
+            "{}: expected `{expected}` in:\n{err}",
+            case.display()
+        );
     }
     assert!(cases >= 20, "only {cases} cases found in {}", dir.display());
 }

@@ -1,6 +1,8 @@
 //! policyd in-process on a temp SQLite database: raw protocol clients and
 //! the real `postmap` as peers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use postwerk_core::config::{Config, Secret};
 use postwerk_core::db::{Account, Alias, Db, Policy, TlsPolicy};
 use std::path::{Path, PathBuf};
@@ -30,7 +32,11 @@ impl Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn fixture(db: &Db) {
@@ -46,11 +52,21 @@ async fn fixture(db: &Db) {
         enabled,
         sendonly,
     };
-    db.account_add(&acct("user1", "example.org", true, false)).await.unwrap();
-    db.account_add(&acct("user2", "example.org", true, false)).await.unwrap();
-    db.account_add(&acct("noreply", "example.org", true, true)).await.unwrap();
-    db.account_add(&acct("gone", "example.org", false, false)).await.unwrap();
-    db.account_add(&acct("anna", "xn--mller-kva.example", true, false)).await.unwrap();
+    db.account_add(&acct("user1", "example.org", true, false))
+        .await
+        .unwrap();
+    db.account_add(&acct("user2", "example.org", true, false))
+        .await
+        .unwrap();
+    db.account_add(&acct("noreply", "example.org", true, true))
+        .await
+        .unwrap();
+    db.account_add(&acct("gone", "example.org", false, false))
+        .await
+        .unwrap();
+    db.account_add(&acct("anna", "xn--mller-kva.example", true, false))
+        .await
+        .unwrap();
     let alias = |s: Option<&str>, sd: &str, du: &str, dd: &str| Alias {
         source_username: s.map(Into::into),
         source_domain: sd.into(),
@@ -58,10 +74,23 @@ async fn fixture(db: &Db) {
         destination_domain: dd.into(),
         enabled: true,
     };
-    db.alias_add(&alias(Some("alias"), "example.org", "user1", "example.org")).await.unwrap();
-    db.alias_add(&alias(Some("team"), "example.org", "user1", "example.org")).await.unwrap();
-    db.alias_add(&alias(Some("team"), "example.org", "friend", "foreign.example")).await.unwrap();
-    db.alias_add(&alias(None, "example.net", "user2", "example.org")).await.unwrap();
+    db.alias_add(&alias(Some("alias"), "example.org", "user1", "example.org"))
+        .await
+        .unwrap();
+    db.alias_add(&alias(Some("team"), "example.org", "user1", "example.org"))
+        .await
+        .unwrap();
+    db.alias_add(&alias(
+        Some("team"),
+        "example.org",
+        "friend",
+        "foreign.example",
+    ))
+    .await
+    .unwrap();
+    db.alias_add(&alias(None, "example.net", "user2", "example.org"))
+        .await
+        .unwrap();
     db.tlspolicy_add(&TlsPolicy {
         domain: "gmx.de".into(),
         policy: Policy::Secure,
@@ -74,7 +103,11 @@ async fn fixture(db: &Db) {
 async fn start(extra: &str, database_url: Option<&str>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let db_url = format!("sqlite://{}/vmail.db", dir.path().display());
-    let setup = Db::connect_lazy(&postwerk_core::config::DatabaseConfig::from_url(&db_url).unwrap(), true).unwrap();
+    let setup = Db::connect_lazy(
+        &postwerk_core::config::DatabaseConfig::from_url(&db_url).unwrap(),
+        true,
+    )
+    .unwrap();
     fixture(&setup).await;
     setup.close().await;
     let socket = dir.path().join("policyd.sock");
@@ -109,7 +142,9 @@ async fn start(extra: &str, database_url: Option<&str>) -> Daemon {
 }
 
 async fn netstring_request(s: &mut UnixStream, payload: &str) -> String {
-    s.write_all(format!("{}:{payload},", payload.len()).as_bytes()).await.unwrap();
+    s.write_all(format!("{}:{payload},", payload.len()).as_bytes())
+        .await
+        .unwrap();
     read_netstring(s).await.expect("a reply")
 }
 
@@ -146,16 +181,28 @@ async fn socketmap_answers_every_map_on_one_connection() {
         ("mailboxes noreply@example.org", "OK 1"),
         ("accounts anna@müller.example", "OK 1"),
         ("aliases alias@example.org", "OK user1@example.org"),
-        ("aliases alias+news@example.org", "OK user1+news@example.org"),
-        ("aliases team@example.org", "OK friend@foreign.example,user1@example.org"),
+        (
+            "aliases alias+news@example.org",
+            "OK user1+news@example.org",
+        ),
+        (
+            "aliases team@example.org",
+            "OK friend@foreign.example,user1@example.org",
+        ),
         ("aliases anyone@example.net", "OK user2@example.org"),
         ("aliases user1@example.org", "NOTFOUND "),
         ("aliases example.org", "NOTFOUND "),
         ("recipient_access user1@example.org", "OK OK"),
-        ("recipient_access noreply@example.org", "OK REJECT this account only sends mail and does not receive any"),
+        (
+            "recipient_access noreply@example.org",
+            "OK REJECT this account only sends mail and does not receive any",
+        ),
         ("recipient-access nobody@example.org", "NOTFOUND "),
         ("sender_login alias@example.org", "OK user1@example.org"),
-        ("sender-login-maps user1+x@example.org", "OK user1@example.org"),
+        (
+            "sender-login-maps user1+x@example.org",
+            "OK user1@example.org",
+        ),
         ("tls_policy gmx.de", "OK secure match=.gmx.net"),
         ("tls-policy web.de", "NOTFOUND "),
         ("bogus x", "PERM unknown map name bogus"),
@@ -175,10 +222,16 @@ async fn socketmap_survives_one_byte_writes_and_closes_on_garbage() {
         s.write_all(&[*b]).await.unwrap();
         s.flush().await.unwrap();
     }
-    assert_eq!(read_netstring(&mut s).await.unwrap(), "OK user1@example.org");
+    assert_eq!(
+        read_netstring(&mut s).await.unwrap(),
+        "OK user1@example.org"
+    );
     // a request without a space gets PERM and the connection closes
     s.write_all(b"7:nospace,").await.unwrap();
-    assert_eq!(read_netstring(&mut s).await.unwrap(), "PERM malformed request");
+    assert_eq!(
+        read_netstring(&mut s).await.unwrap(),
+        "PERM malformed request"
+    );
     assert_eq!(read_netstring(&mut s).await, None);
     // an oversize declared length closes at once, before any payload
     let mut s = UnixStream::connect(&d.socket).await.unwrap();
@@ -186,7 +239,10 @@ async fn socketmap_survives_one_byte_writes_and_closes_on_garbage() {
     assert_eq!(read_netstring(&mut s).await, None);
     // and the daemon still serves
     let mut s = UnixStream::connect(&d.socket).await.unwrap();
-    assert_eq!(netstring_request(&mut s, "domains example.org").await, "OK example.org");
+    assert_eq!(
+        netstring_request(&mut s, "domains example.org").await,
+        "OK example.org"
+    );
     d.stop().await;
 }
 
@@ -194,14 +250,33 @@ async fn socketmap_survives_one_byte_writes_and_closes_on_garbage() {
 async fn database_down_answers_temp_never_notfound() {
     let d = start("", Some("mysql://root@127.0.0.1:9/vmail")).await;
     let mut s = UnixStream::connect(&d.socket).await.unwrap();
-    assert_eq!(netstring_request(&mut s, "aliases alias@example.org").await, "TEMP temporary lookup failure");
-    assert_eq!(netstring_request(&mut s, "domains example.org").await, "TEMP temporary lookup failure");
-    let mut t = TcpStream::connect(("127.0.0.1", d.tcp_aliases)).await.unwrap();
+    assert_eq!(
+        netstring_request(&mut s, "aliases alias@example.org").await,
+        "TEMP temporary lookup failure"
+    );
+    assert_eq!(
+        netstring_request(&mut s, "domains example.org").await,
+        "TEMP temporary lookup failure"
+    );
+    let mut t = TcpStream::connect(("127.0.0.1", d.tcp_aliases))
+        .await
+        .unwrap();
     t.write_all(b"get alias@example.org\n").await.unwrap();
     let mut buf = vec![0u8; 100];
     let n = t.read(&mut buf).await.unwrap();
-    assert!(buf[..n].starts_with(b"400 "), "{:?}", String::from_utf8_lossy(&buf[..n]));
-    let reply = policy_request(d.policy, &[("sender", "user1@example.org"), ("sasl_username", "user1@example.org")]).await;
+    assert!(
+        buf[..n].starts_with(b"400 "),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let reply = policy_request(
+        d.policy,
+        &[
+            ("sender", "user1@example.org"),
+            ("sasl_username", "user1@example.org"),
+        ],
+    )
+    .await;
     assert_eq!(reply, "action=451 4.3.0 Temporary lookup failure");
     d.stop().await;
 }
@@ -209,8 +284,12 @@ async fn database_down_answers_temp_never_notfound() {
 #[tokio::test]
 async fn tcp_table_decodes_and_encodes() {
     let d = start("", None).await;
-    let mut t = TcpStream::connect(("127.0.0.1", d.tcp_aliases)).await.unwrap();
-    t.write_all(b"get team@example.org\nget nobody@example.org\nget x%40m%C3%BCller.example\n").await.unwrap();
+    let mut t = TcpStream::connect(("127.0.0.1", d.tcp_aliases))
+        .await
+        .unwrap();
+    t.write_all(b"get team@example.org\nget nobody@example.org\nget x%40m%C3%BCller.example\n")
+        .await
+        .unwrap();
     let mut got = String::new();
     let mut buf = vec![0u8; 1000];
     while got.matches('\n').count() < 3 {
@@ -218,7 +297,10 @@ async fn tcp_table_decodes_and_encodes() {
         assert!(n > 0);
         got.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert_eq!(got, "200 friend@foreign.example,user1@example.org\n500 not%20found\n500 not%20found\n");
+    assert_eq!(
+        got,
+        "200 friend@foreign.example,user1@example.org\n500 not%20found\n500 not%20found\n"
+    );
     d.stop().await;
 }
 
@@ -249,10 +331,40 @@ async fn policy_sender_login_and_rate_limit() {
     .await;
     let p = d.policy;
     // own address and alias: allowed; someone else's: rejected
-    assert_eq!(policy_request(p, &[("sender", "user1@example.org"), ("sasl_username", "user1@example.org"), ("instance", "a")]).await, "action=DUNNO");
-    assert_eq!(policy_request(p, &[("sender", "Alias@Example.org"), ("sasl_username", "User1@example.org"), ("instance", "b")]).await, "action=DUNNO");
     assert_eq!(
-        policy_request(p, &[("sender", "user2@example.org"), ("sasl_username", "user1@example.org"), ("instance", "c")]).await,
+        policy_request(
+            p,
+            &[
+                ("sender", "user1@example.org"),
+                ("sasl_username", "user1@example.org"),
+                ("instance", "a")
+            ]
+        )
+        .await,
+        "action=DUNNO"
+    );
+    assert_eq!(
+        policy_request(
+            p,
+            &[
+                ("sender", "Alias@Example.org"),
+                ("sasl_username", "User1@example.org"),
+                ("instance", "b")
+            ]
+        )
+        .await,
+        "action=DUNNO"
+    );
+    assert_eq!(
+        policy_request(
+            p,
+            &[
+                ("sender", "user2@example.org"),
+                ("sasl_username", "user1@example.org"),
+                ("instance", "c")
+            ]
+        )
+        .await,
         "action=REJECT Sender address user2@example.org is not owned by user user1@example.org"
     );
     // unauthenticated use of an owned address is refused with "all"
@@ -261,14 +373,36 @@ async fn policy_sender_login_and_rate_limit() {
         "action=REJECT Sender address user1@example.org requires authentication"
     );
     // foreign senders and bounces pass
-    assert_eq!(policy_request(p, &[("sender", "x@foreign.example"), ("instance", "e")]).await, "action=DUNNO");
-    assert_eq!(policy_request(p, &[("sender", ""), ("instance", "f")]).await, "action=DUNNO");
+    assert_eq!(
+        policy_request(p, &[("sender", "x@foreign.example"), ("instance", "e")]).await,
+        "action=DUNNO"
+    );
+    assert_eq!(
+        policy_request(p, &[("sender", ""), ("instance", "f")]).await,
+        "action=DUNNO"
+    );
     // user1 has sent two messages (a, b): the third is deferred
-    let r = policy_request(p, &[("sender", "user1@example.org"), ("sasl_username", "user1@example.org"), ("instance", "g")]).await;
+    let r = policy_request(
+        p,
+        &[
+            ("sender", "user1@example.org"),
+            ("sasl_username", "user1@example.org"),
+            ("instance", "g"),
+        ],
+    )
+    .await;
     assert!(r.starts_with("action=DEFER_IF_PERMIT Rate limit exceeded: user1@example.org may send at most 2 messages per hour"), "{r}");
     // the override lets user2 send more
     for i in 0..5 {
-        let r = policy_request(p, &[("sender", "user2@example.org"), ("sasl_username", "user2@example.org"), ("instance", &format!("u{i}"))]).await;
+        let r = policy_request(
+            p,
+            &[
+                ("sender", "user2@example.org"),
+                ("sasl_username", "user2@example.org"),
+                ("instance", &format!("u{i}")),
+            ],
+        )
+        .await;
         assert_eq!(r, "action=DUNNO");
     }
     // other request types are ignored
@@ -297,11 +431,23 @@ async fn real_postmap_queries_every_map() {
         ("domains", "example.org", Some("example.org")),
         ("domains", "example.com", None),
         ("mailboxes", "user1+tag@example.org", Some("1")),
-        ("aliases", "team@example.org", Some("friend@foreign.example,user1@example.org")),
+        (
+            "aliases",
+            "team@example.org",
+            Some("friend@foreign.example,user1@example.org"),
+        ),
         ("aliases", "x@example.net", Some("user2@example.org")),
         ("aliases", "example.net", None),
-        ("recipient_access", "noreply@example.org", Some("REJECT this account only sends mail and does not receive any")),
-        ("sender_login", "alias@example.org", Some("user1@example.org")),
+        (
+            "recipient_access",
+            "noreply@example.org",
+            Some("REJECT this account only sends mail and does not receive any"),
+        ),
+        (
+            "sender_login",
+            "alias@example.org",
+            Some("user1@example.org"),
+        ),
         ("tls_policy", "gmx.de", Some("secure match=.gmx.net")),
     ];
     for (map, key, want) in cases {
@@ -319,13 +465,20 @@ async fn real_postmap_queries_every_map() {
         let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         match want {
             Some(w) => {
-                assert!(out.status.success(), "{map} {key}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{map} {key}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert_eq!(stdout, w, "{map} {key}");
             }
             None => {
                 assert_eq!(out.status.code(), Some(1), "{map} {key}");
                 assert!(stdout.is_empty());
-                assert!(!String::from_utf8_lossy(&out.stderr).contains("fatal"), "{map} {key}");
+                assert!(
+                    !String::from_utf8_lossy(&out.stderr).contains("fatal"),
+                    "{map} {key}"
+                );
             }
         }
     }

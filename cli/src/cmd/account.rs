@@ -95,7 +95,8 @@ fn hash(password: &str, scheme: Scheme) -> anyhow::Result<Secret> {
 /// Runs an `account` subcommand.
 pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
     let db = ctx.db().await?;
-    let not_found = |a: &str| anyhow::anyhow!("account {a} does not exist — see `postwerk account list`");
+    let not_found =
+        |a: &str| anyhow::anyhow!("account {a} does not exist — see `postwerk account list`");
     match cmd {
         AccountCmd::Add {
             address,
@@ -106,7 +107,8 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let addr = parse_address(&address)?;
-            let quota_mb = units::parse_quota_mb(&quota).map_err(|e| anyhow::anyhow!("--quota: {e}"))?;
+            let quota_mb =
+                units::parse_quota_mb(&quota).map_err(|e| anyhow::anyhow!("--quota: {e}"))?;
             let scheme = scheme_or_default(ctx, scheme.as_deref())?;
             ctx.require_domain(addr.domain()).await?;
             if db
@@ -115,7 +117,9 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
                 .map_err(|e| ctx.explain(e))?
                 .is_some()
             {
-                bail!("account {addr} already exists — change it with `postwerk account passwd|quota|enable|disable`");
+                bail!(
+                    "account {addr} already exists — change it with `postwerk account passwd|quota|enable|disable`"
+                );
             }
             let pw = read_new_password(password_stdin)?;
             let account = Account {
@@ -138,7 +142,10 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
         }
         AccountCmd::List { domain } => {
             let domain = domain.as_deref().map(parse_domain).transpose()?;
-            let list = db.account_list(domain.as_deref()).await.map_err(|e| ctx.explain(e))?;
+            let list = db
+                .account_list(domain.as_deref())
+                .await
+                .map_err(|e| ctx.explain(e))?;
             if ctx.json {
                 let views: Vec<_> = list
                     .iter()
@@ -166,10 +173,17 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
         }
         AccountCmd::Del { address } => {
             let addr = parse_address(&address)?;
-            if !db.account_del(addr.local(), addr.domain()).await.map_err(|e| ctx.explain(e))? {
+            if !db
+                .account_del(addr.local(), addr.domain())
+                .await
+                .map_err(|e| ctx.explain(e))?
+            {
                 return Err(not_found(&addr.to_string()));
             }
-            output::done(ctx.json, &format!("deleted account {addr}; its mail on disk is left in place"))
+            output::done(
+                ctx.json,
+                &format!("deleted account {addr}; its mail on disk is left in place"),
+            )
         }
         AccountCmd::Passwd {
             address,
@@ -195,7 +209,10 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
             {
                 return Err(not_found(&addr.to_string()));
             }
-            output::done(ctx.json, &format!("changed the password of {addr} ({scheme})"))
+            output::done(
+                ctx.json,
+                &format!("changed the password of {addr} ({scheme})"),
+            )
         }
         AccountCmd::Quota { address, quota } => {
             let addr = parse_address(&address)?;
@@ -209,7 +226,10 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
             }
             output::done(
                 ctx.json,
-                &format!("quota of {addr} is now {}", units::format_quota_mb(u64::from(mb))),
+                &format!(
+                    "quota of {addr} is now {}",
+                    units::format_quota_mb(u64::from(mb))
+                ),
             )
         }
         AccountCmd::Enable { address } => set_enabled(ctx, &address, true).await,
@@ -229,6 +249,9 @@ async fn set_enabled(ctx: &Ctx, address: &str, enabled: bool) -> anyhow::Result<
     }
     output::done(
         ctx.json,
-        &format!("{} account {addr}", if enabled { "enabled" } else { "disabled" }),
+        &format!(
+            "{} account {addr}",
+            if enabled { "enabled" } else { "disabled" }
+        ),
     )
 }

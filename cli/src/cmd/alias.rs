@@ -71,25 +71,36 @@ pub async fn run(ctx: &Ctx, cmd: AliasCmd) -> anyhow::Result<()> {
                     enabled: !disabled,
                 };
                 if db.alias_exists(&row).await.map_err(|e| ctx.explain(e))? {
-                    bail!("alias {} -> {} already exists", row.source(), row.destination());
+                    bail!(
+                        "alias {} -> {} already exists",
+                        row.source(),
+                        row.destination()
+                    );
                 }
                 db.alias_add(&row).await.map_err(|e| ctx.explain(e))?;
                 added.push(row.destination());
             }
             let src = format!("{}@{domain}", user.as_deref().unwrap_or(""));
             let mut msg = format!("added alias {src} -> {}", added.join(", "));
-            if let Some(u) = &user {
-                if db.account_get(u, &domain).await.map_err(|e| ctx.explain(e))?.is_some() {
-                    msg.push_str(&format!(
-                        "\nnote: {src} is also an account; the guide's alias map ignores aliases of existing accounts"
-                    ));
-                }
+            if let Some(u) = &user
+                && db
+                    .account_get(u, &domain)
+                    .await
+                    .map_err(|e| ctx.explain(e))?
+                    .is_some()
+            {
+                msg.push_str(&format!(
+                    "\nnote: {src} is also an account; the guide's alias map ignores aliases of existing accounts"
+                ));
             }
             output::done(ctx.json, &msg)
         }
         AliasCmd::List { domain } => {
             let domain = domain.as_deref().map(parse_domain).transpose()?;
-            let list = db.alias_list(domain.as_deref()).await.map_err(|e| ctx.explain(e))?;
+            let list = db
+                .alias_list(domain.as_deref())
+                .await
+                .map_err(|e| ctx.explain(e))?;
             if ctx.json {
                 let views: Vec<_> = list
                     .iter()
@@ -117,11 +128,18 @@ pub async fn run(ctx: &Ctx, cmd: AliasCmd) -> anyhow::Result<()> {
             output::table(&["SOURCE", "DESTINATION", "ENABLED"], &rows);
             Ok(())
         }
-        AliasCmd::Del { source, destination } => {
+        AliasCmd::Del {
+            source,
+            destination,
+        } => {
             let (user, domain) = parse_source(&source)?;
             let dest = destination.as_deref().map(parse_address).transpose()?;
             let n = db
-                .alias_del(user.as_deref(), &domain, dest.as_ref().map(|d| (d.local(), d.domain())))
+                .alias_del(
+                    user.as_deref(),
+                    &domain,
+                    dest.as_ref().map(|d| (d.local(), d.domain())),
+                )
                 .await
                 .map_err(|e| ctx.explain(e))?;
             let src = format!("{}@{domain}", user.as_deref().unwrap_or(""));

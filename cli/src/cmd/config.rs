@@ -37,7 +37,17 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<()> {
                 println!("config: {source}");
                 let table: Vec<Vec<String>> = rows
                     .iter()
-                    .map(|(k, v, d)| vec![k.clone(), v.clone(), if *d { "(default)".into() } else { String::new() }])
+                    .map(|(k, v, d)| {
+                        vec![
+                            k.clone(),
+                            v.clone(),
+                            if *d {
+                                "(default)".into()
+                            } else {
+                                String::new()
+                            },
+                        ]
+                    })
                     .collect();
                 output::table(&["KEY", "VALUE", ""], &table);
                 match &db {
@@ -45,7 +55,9 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<()> {
                     Err(e) => println!("database: {e}"),
                 }
             }
-            db.map_err(|_| anyhow::anyhow!("the configuration is valid, but the database check failed"))
+            db.map_err(|_| {
+                anyhow::anyhow!("the configuration is valid, but the database check failed")
+            })
         }
     }
 }

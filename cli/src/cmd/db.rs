@@ -22,12 +22,22 @@ pub async fn run(ctx: &Ctx, cmd: DbCmd) -> anyhow::Result<()> {
             db.check_schema().await.map_err(|e| ctx.explain(e))?;
             output::done(
                 ctx.json,
-                &format!("database {} is ready ({} schema)", ctx.cfg.database.url, db.backend().name()),
+                &format!(
+                    "database {} is ready ({} schema)",
+                    ctx.cfg.database.url,
+                    db.backend().name()
+                ),
             )
         }
         DbCmd::Check => {
             ctx.db().await?;
-            output::done(ctx.json, &format!("database {} is reachable and has the vmail tables", ctx.cfg.database.url))
+            output::done(
+                ctx.json,
+                &format!(
+                    "database {} is reachable and has the vmail tables",
+                    ctx.cfg.database.url
+                ),
+            )
         }
     }
 }

@@ -44,7 +44,11 @@ pub async fn run(ctx: &Ctx, cmd: DomainCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|d| {
                     let u = domain_to_unicode(&d.domain);
-                    let shown = if u == d.domain { u } else { format!("{} ({u})", d.domain) };
+                    let shown = if u == d.domain {
+                        u
+                    } else {
+                        format!("{} ({u})", d.domain)
+                    };
                     vec![shown, d.accounts.to_string(), d.aliases.to_string()]
                 })
                 .collect();

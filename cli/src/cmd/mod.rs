@@ -39,12 +39,13 @@ impl Ctx {
     pub async fn db(&self) -> anyhow::Result<&Db> {
         self.db
             .get_or_try_init(|| async {
-                if let Some(path) = self.cfg.database.url.strip_prefix("sqlite://") {
-                    if path != ":memory:" && !std::path::Path::new(path).exists() {
-                        bail!(
-                            "the SQLite database {path} does not exist — create it with `postwerk db init` (or point --database / [database].url at your database)"
-                        );
-                    }
+                if let Some(path) = self.cfg.database.url.strip_prefix("sqlite://")
+                    && path != ":memory:"
+                    && !std::path::Path::new(path).exists()
+                {
+                    bail!(
+                        "the SQLite database {path} does not exist — create it with `postwerk db init` (or point --database / [database].url at your database)"
+                    );
                 }
                 let db = Db::connect_lazy(&self.cfg.database, false).map_err(|e| self.explain(e))?;
                 db.check_schema().await.map_err(|e| self.explain(e))?;
@@ -58,11 +59,11 @@ impl Ctx {
     pub async fn db_for_init(&self) -> anyhow::Result<&Db> {
         self.db
             .get_or_try_init(|| async {
-                if let Some(path) = self.cfg.database.url.strip_prefix("sqlite://") {
-                    if let Some(dir) = std::path::Path::new(path).parent() {
-                        std::fs::create_dir_all(dir)
-                            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-                    }
+                if let Some(path) = self.cfg.database.url.strip_prefix("sqlite://")
+                    && let Some(dir) = std::path::Path::new(path).parent()
+                {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create directory {}", dir.display()))?;
                 }
                 Db::connect_lazy(&self.cfg.database, true).map_err(|e| self.explain(e))
             })
@@ -102,7 +103,13 @@ impl Ctx {
 
     /// Fails with a hint unless `domain` exists.
     pub async fn require_domain(&self, domain: &str) -> anyhow::Result<()> {
-        if !self.db().await?.domain_exists(domain).await.map_err(|e| self.explain(e))? {
+        if !self
+            .db()
+            .await?
+            .domain_exists(domain)
+            .await
+            .map_err(|e| self.explain(e))?
+        {
             bail!("domain {domain} does not exist — add it with `postwerk domain add {domain}`");
         }
         Ok(())
@@ -131,7 +138,8 @@ pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
         line.strip_suffix('\r').unwrap_or(line).to_owned()
     } else {
         let a = rpassword::prompt_password("New password: ").context("cannot read the password")?;
-        let b = rpassword::prompt_password("Retype new password: ").context("cannot read the password")?;
+        let b = rpassword::prompt_password("Retype new password: ")
+            .context("cannot read the password")?;
         if a != b {
             bail!("the passwords do not match");
         }

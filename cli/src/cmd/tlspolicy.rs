@@ -39,19 +39,35 @@ fn parse_policy_domain(s: &str) -> anyhow::Result<String> {
 /// Checks `params` as Postfix reads them: whitespace-separated
 /// `name=value` attributes (see postconf(5) smtp_tls_policy_maps).
 fn check_params(policy: Policy, params: Option<&str>) -> anyhow::Result<Option<String>> {
-    const ATTRS: &[&str] = &["match", "ciphers", "exclude", "protocols", "tafile", "connection_reuse", "enable_rpk"];
+    const ATTRS: &[&str] = &[
+        "match",
+        "ciphers",
+        "exclude",
+        "protocols",
+        "tafile",
+        "connection_reuse",
+        "enable_rpk",
+    ];
     let Some(p) = params.map(str::trim).filter(|p| !p.is_empty()) else {
         if policy == Policy::Fingerprint {
-            bail!("policy fingerprint needs params such as \"match=AB:CD:…\" (the certificate or key fingerprint)");
+            bail!(
+                "policy fingerprint needs params such as \"match=AB:CD:…\" (the certificate or key fingerprint)"
+            );
         }
         return Ok(None);
     };
     for attr in p.split_whitespace() {
         let Some((name, value)) = attr.split_once('=') else {
-            bail!("params: `{attr}` is not name=value; allowed names: {}", ATTRS.join(", "));
+            bail!(
+                "params: `{attr}` is not name=value; allowed names: {}",
+                ATTRS.join(", ")
+            );
         };
         if !ATTRS.contains(&name) {
-            bail!("params: unknown attribute `{name}`; allowed: {}", ATTRS.join(", "));
+            bail!(
+                "params: unknown attribute `{name}`; allowed: {}",
+                ATTRS.join(", ")
+            );
         }
         if value.is_empty() {
             bail!("params: `{name}` has an empty value");
@@ -67,7 +83,11 @@ fn check_params(policy: Policy, params: Option<&str>) -> anyhow::Result<Option<S
 pub async fn run(ctx: &Ctx, cmd: TlsPolicyCmd) -> anyhow::Result<()> {
     let db = ctx.db().await?;
     match cmd {
-        TlsPolicyCmd::Add { domain, policy, params } => {
+        TlsPolicyCmd::Add {
+            domain,
+            policy,
+            params,
+        } => {
             let d = parse_policy_domain(&domain)?;
             let policy: Policy = policy.parse().map_err(|e: String| anyhow::anyhow!("{e}"))?;
             let params = check_params(policy, params.as_deref())?;
@@ -86,7 +106,13 @@ pub async fn run(ctx: &Ctx, cmd: TlsPolicyCmd) -> anyhow::Result<()> {
             }
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|p| vec![p.domain.clone(), p.policy.to_string(), p.params.clone().unwrap_or_default()])
+                .map(|p| {
+                    vec![
+                        p.domain.clone(),
+                        p.policy.to_string(),
+                        p.params.clone().unwrap_or_default(),
+                    ]
+                })
                 .collect();
             output::table(&["DOMAIN", "POLICY", "PARAMS"], &rows);
             Ok(())
@@ -108,7 +134,9 @@ mod tests {
     #[test]
     fn params_are_checked() {
         assert_eq!(
-            check_params(Policy::Secure, Some("match=.gmx.net")).unwrap().as_deref(),
+            check_params(Policy::Secure, Some("match=.gmx.net"))
+                .unwrap()
+                .as_deref(),
             Some("match=.gmx.net")
         );
         assert!(check_params(Policy::Fingerprint, None).is_err());

@@ -54,8 +54,16 @@ pub struct AuthdConfig {
 pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
     let default_auth = vec![DEFAULT_AUTH_LISTEN.to_owned()];
     AuthdConfig {
-        auth_listen: check_listen("[authd].auth_listen", raw.auth_listen.as_ref().unwrap_or(&default_auth), errors),
-        dict_listen: check_listen("[authd].dict_listen", raw.dict_listen.as_deref().unwrap_or(&[]), errors),
+        auth_listen: check_listen(
+            "[authd].auth_listen",
+            raw.auth_listen.as_ref().unwrap_or(&default_auth),
+            errors,
+        ),
+        dict_listen: check_listen(
+            "[authd].dict_listen",
+            raw.dict_listen.as_deref().unwrap_or(&[]),
+            errors,
+        ),
         service: check_service("authd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
     }
 }
@@ -63,8 +71,14 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
 /// `postwerk config check` rows for `[authd]`.
 pub fn describe(a: &AuthdConfig) -> Vec<(String, String)> {
     let mut rows = vec![
-        ("[authd].auth_listen".to_owned(), super::list(&a.auth_listen)),
-        ("[authd].dict_listen".to_owned(), super::list(&a.dict_listen)),
+        (
+            "[authd].auth_listen".to_owned(),
+            super::list(&a.auth_listen),
+        ),
+        (
+            "[authd].dict_listen".to_owned(),
+            super::list(&a.dict_listen),
+        ),
     ];
     rows.extend(super::daemon::describe_service("authd", &a.service));
     rows

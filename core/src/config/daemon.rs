@@ -44,7 +44,12 @@ pub fn check_listen(key: &str, raw: &[String], errors: &mut Vec<ConfigError>) ->
 }
 
 /// Parses an optional duration under `key`, which must be more than 0.
-pub fn check_duration(key: &str, raw: Option<&str>, default: Duration, errors: &mut Vec<ConfigError>) -> Duration {
+pub fn check_duration(
+    key: &str,
+    raw: Option<&str>,
+    default: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
     match raw {
         None => default,
         Some(s) => match units::parse_duration(s) {
@@ -78,12 +83,17 @@ pub fn check_service(
             Ok(v) if v <= 0o777 => unix.mode = v,
             _ => errors.push(ConfigError::new(
                 format!("[{name}].socket_mode"),
-                format!("`{m}` is not a permission mode; write it in octal as a string, e.g. \"0660\""),
+                format!(
+                    "`{m}` is not a permission mode; write it in octal as a string, e.g. \"0660\""
+                ),
             )),
         }
     }
     if let Err(e) = unix.resolve() {
-        errors.push(ConfigError::new(format!("[{name}].socket_owner/socket_group"), e.to_string()));
+        errors.push(ConfigError::new(
+            format!("[{name}].socket_owner/socket_group"),
+            e.to_string(),
+        ));
     }
     let mut limits = Limits::default();
     if let Some(n) = raw.max_connections {
@@ -102,7 +112,12 @@ pub fn check_service(
         limits.shutdown_timeout,
         errors,
     );
-    let idle_timeout = check_duration(&format!("[{name}].idle_timeout"), raw.idle_timeout.as_deref(), default_idle, errors);
+    let idle_timeout = check_duration(
+        &format!("[{name}].idle_timeout"),
+        raw.idle_timeout.as_deref(),
+        default_idle,
+        errors,
+    );
     ServiceConfig {
         unix,
         limits,
@@ -113,11 +128,29 @@ pub fn check_service(
 /// `postwerk config check` rows for the shared keys of `[name]`.
 pub fn describe_service(name: &str, s: &ServiceConfig) -> Vec<(String, String)> {
     vec![
-        (format!("[{name}].socket_mode"), format!("{:04o}", s.unix.mode)),
-        (format!("[{name}].socket_owner"), s.unix.owner.clone().unwrap_or_else(|| "(ours)".into())),
-        (format!("[{name}].socket_group"), s.unix.group.clone().unwrap_or_else(|| "(ours)".into())),
-        (format!("[{name}].max_connections"), s.limits.max_connections.to_string()),
-        (format!("[{name}].shutdown_timeout"), units::format_duration(s.limits.shutdown_timeout)),
-        (format!("[{name}].idle_timeout"), units::format_duration(s.idle_timeout)),
+        (
+            format!("[{name}].socket_mode"),
+            format!("{:04o}", s.unix.mode),
+        ),
+        (
+            format!("[{name}].socket_owner"),
+            s.unix.owner.clone().unwrap_or_else(|| "(ours)".into()),
+        ),
+        (
+            format!("[{name}].socket_group"),
+            s.unix.group.clone().unwrap_or_else(|| "(ours)".into()),
+        ),
+        (
+            format!("[{name}].max_connections"),
+            s.limits.max_connections.to_string(),
+        ),
+        (
+            format!("[{name}].shutdown_timeout"),
+            units::format_duration(s.limits.shutdown_timeout),
+        ),
+        (
+            format!("[{name}].idle_timeout"),
+            units::format_duration(s.idle_timeout),
+        ),
     ]
 }

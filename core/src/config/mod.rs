@@ -125,7 +125,10 @@ impl Config {
                     Err(e) => {
                         return Err(ConfigErrors {
                             file: Some(p.to_path_buf()),
-                            errors: vec![ConfigError::new("(file)", format!("cannot read it: {e}"))],
+                            errors: vec![ConfigError::new(
+                                "(file)",
+                                format!("cannot read it: {e}"),
+                            )],
                         });
                     }
                 }
@@ -147,7 +150,10 @@ impl Config {
             Err(e) => {
                 return Err(ConfigErrors {
                     file: None,
-                    errors: vec![ConfigError::new("(syntax)", e.to_string().trim().to_owned())],
+                    errors: vec![ConfigError::new(
+                        "(syntax)",
+                        e.to_string().trim().to_owned(),
+                    )],
                 });
             }
         };
@@ -178,12 +184,17 @@ impl Config {
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
-            level: raw_log.level.unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+            level: raw_log
+                .level
+                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
         };
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
             errors.push(ConfigError::new(
                 "[log].level",
-                format!("`{}` is not a log filter ({e}); use error, warn, info, debug or trace", log.level),
+                format!(
+                    "`{}` is not a log filter ({e}); use error, warn, info, debug or trace",
+                    log.level
+                ),
             ));
         }
         let recipient_delimiter = raw_mail
@@ -205,7 +216,10 @@ impl Config {
             Some(s) => match s.parse::<Scheme>() {
                 Ok(s) => s,
                 Err(e) => {
-                    errors.push(ConfigError::new("[mail].default_pass_scheme", e.to_string()));
+                    errors.push(ConfigError::new(
+                        "[mail].default_pass_scheme",
+                        e.to_string(),
+                    ));
                     crate::password::DEFAULT_SCHEME
                 }
             },
@@ -242,21 +256,41 @@ impl Config {
             ("[database].url".into(), d.url.clone()),
             (
                 "[database].password_file".into(),
-                if d.password.is_some() { "***".into() } else { "(none)".into() },
+                if d.password.is_some() {
+                    "***".into()
+                } else {
+                    "(none)".into()
+                },
             ),
-            ("[database].max_connections".into(), d.max_connections.to_string()),
-            ("[database].acquire_timeout".into(), units::format_duration(d.acquire_timeout)),
+            (
+                "[database].max_connections".into(),
+                d.max_connections.to_string(),
+            ),
+            (
+                "[database].acquire_timeout".into(),
+                units::format_duration(d.acquire_timeout),
+            ),
             ("[log].level".into(), self.log.level.clone()),
-            ("[mail].recipient_delimiter".into(), self.mail.recipient_delimiter.clone()),
-            ("[mail].default_pass_scheme".into(), self.mail.default_pass_scheme.to_string()),
+            (
+                "[mail].recipient_delimiter".into(),
+                self.mail.recipient_delimiter.clone(),
+            ),
+            (
+                "[mail].default_pass_scheme".into(),
+                self.mail.default_pass_scheme.to_string(),
+            ),
         ];
         rows.extend(policyd::describe(&self.policyd));
         rows.extend(authd::describe(&self.authd));
         rows.into_iter()
             .map(|(k, v)| {
-                let is_default = !self.explicit.iter().any(|e| *e == k || k.starts_with(&format!("{e}.")))
-                    && !(k == "[database].password_file"
+                let set_by_admin = self
+                    .explicit
+                    .iter()
+                    .any(|e| *e == k || k.starts_with(&format!("{e}.")))
+                    || (k == "[database].password_file"
                         && self.explicit.iter().any(|e| e == "[database].url"));
+                let is_default = !set_by_admin;
                 (k, v, is_default)
             })
             .collect()
@@ -268,7 +302,11 @@ pub(crate) fn list(addrs: &[crate::service::ListenAddr]) -> String {
     if addrs.is_empty() {
         "(none)".into()
     } else {
-        addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+        addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -318,7 +356,11 @@ fn check_database(raw: &raw::Database, errors: &mut Vec<ConfigError>) -> Option<
             }
         },
     };
-    let acquire_timeout = duration("[database].acquire_timeout", &raw.acquire_timeout, DEFAULT_ACQUIRE_TIMEOUT);
+    let acquire_timeout = duration(
+        "[database].acquire_timeout",
+        &raw.acquire_timeout,
+        DEFAULT_ACQUIRE_TIMEOUT,
+    );
     let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
     if max_connections == 0 || max_connections > 1000 {
         errors.push(ConfigError::new(
@@ -408,13 +450,19 @@ default_pass_scheme = "ssha512"
         );
         let c = Config::parse(&text).unwrap();
         assert_eq!(c.database.backend, Backend::MySql);
-        assert_eq!(c.database.password.as_ref().unwrap().expose(), "vmaildbpass");
+        assert_eq!(
+            c.database.password.as_ref().unwrap().expose(),
+            "vmaildbpass"
+        );
         assert_eq!(c.database.max_connections, 4);
         assert_eq!(c.database.acquire_timeout, Duration::from_secs(2));
         assert_eq!(c.mail.recipient_delimiter, "+-");
         assert_eq!(c.mail.default_pass_scheme, Scheme::Ssha512);
         let rows = c.describe();
-        let pw = rows.iter().find(|r| r.0 == "[database].password_file").unwrap();
+        let pw = rows
+            .iter()
+            .find(|r| r.0 == "[database].password_file")
+            .unwrap();
         assert_eq!(pw.1, "***");
         assert!(!format!("{c:?}").contains("vmaildbpass"));
     }
@@ -462,7 +510,8 @@ x = 1
 
     #[test]
     fn password_in_url_is_split_off() {
-        let c = Config::parse("[database]\nurl = \"postgres://vmail:s3cret@127.0.0.1/vmail\"\n").unwrap();
+        let c = Config::parse("[database]\nurl = \"postgres://vmail:s3cret@127.0.0.1/vmail\"\n")
+            .unwrap();
         assert_eq!(c.database.password.as_ref().unwrap().expose(), "s3cret");
         assert!(!c.database.url.contains("s3cret"));
         assert_eq!(c.database.backend, Backend::Postgres);

@@ -119,25 +119,43 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
     for entry in raw.tcp_table_listen.as_deref().unwrap_or(&[]) {
         let key = "[policyd].tcp_table_listen";
         let Some((map, addr)) = entry.split_once('=') else {
-            errors.push(ConfigError::new(key, format!("`{entry}` must be MAP=ADDRESS, e.g. \"aliases=inet:127.0.0.1:10041\"")));
+            errors.push(ConfigError::new(
+                key,
+                format!("`{entry}` must be MAP=ADDRESS, e.g. \"aliases=inet:127.0.0.1:10041\""),
+            ));
             continue;
         };
         if !MAP_NAMES.contains(&map.trim()) {
-            errors.push(ConfigError::new(key, format!("unknown map `{map}`; allowed: {}", MAP_NAMES.join(", "))));
+            errors.push(ConfigError::new(
+                key,
+                format!("unknown map `{map}`; allowed: {}", MAP_NAMES.join(", ")),
+            ));
             continue;
         }
         if let Some(a) = check_listen(key, &[addr.trim().to_owned()], errors).pop() {
             tcp_table_listen.push((map.trim().to_owned(), a));
         }
     }
-    let policy_listen = check_listen("[policyd].policy_listen", raw.policy_listen.as_deref().unwrap_or(&[]), errors);
-    let lookup_timeout = check_duration("[policyd].lookup_timeout", raw.lookup_timeout.as_deref(), DEFAULT_LOOKUP_TIMEOUT, errors);
+    let policy_listen = check_listen(
+        "[policyd].policy_listen",
+        raw.policy_listen.as_deref().unwrap_or(&[]),
+        errors,
+    );
+    let lookup_timeout = check_duration(
+        "[policyd].lookup_timeout",
+        raw.lookup_timeout.as_deref(),
+        DEFAULT_LOOKUP_TIMEOUT,
+        errors,
+    );
     let cache_ttl = match raw.cache_ttl.as_deref() {
         None => Duration::ZERO,
         Some(s) => match super::units::parse_duration(s) {
             Ok(d) if d <= Duration::from_secs(3600) => d,
             Ok(_) => {
-                errors.push(ConfigError::new("[policyd].cache_ttl", "at most 1h; a few seconds is plenty"));
+                errors.push(ConfigError::new(
+                    "[policyd].cache_ttl",
+                    "at most 1h; a few seconds is plenty",
+                ));
                 Duration::ZERO
             }
             Err(e) => {
@@ -148,9 +166,16 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
     };
     let max_request = raw.max_request.unwrap_or(DEFAULT_MAX_REQUEST);
     if !(512..=1_048_576).contains(&max_request) {
-        errors.push(ConfigError::new("[policyd].max_request", format!("{max_request} is out of range; allowed 512 to 1048576")));
+        errors.push(ConfigError::new(
+            "[policyd].max_request",
+            format!("{max_request} is out of range; allowed 512 to 1048576"),
+        ));
     }
-    if socketmap_listen.is_empty() && tcp_table_listen.is_empty() && policy_listen.is_empty() && raw.socketmap_listen.is_some() {
+    if socketmap_listen.is_empty()
+        && tcp_table_listen.is_empty()
+        && policy_listen.is_empty()
+        && raw.socketmap_listen.is_some()
+    {
         errors.push(ConfigError::new(
             "[policyd].socketmap_listen",
             "no listener at all: set socketmap_listen, tcp_table_listen or policy_listen",
@@ -168,7 +193,10 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
             SenderLoginCheck::Authenticated
         }
     };
-    let ratelimit = super::ratelimit::check(raw.ratelimit.as_ref().unwrap_or(&Default::default()), errors);
+    let ratelimit = super::ratelimit::check(
+        raw.ratelimit.as_ref().unwrap_or(&Default::default()),
+        errors,
+    );
     PolicydConfig {
         sender_login_check,
         ratelimit,
@@ -200,19 +228,41 @@ pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
             rl.default.messages_per_hour,
             rl.default.recipients_per_hour,
             rl.overrides.len(),
-            if rl.redis_url.is_some() { "Redis" } else { "process" }
+            if rl.redis_url.is_some() {
+                "Redis"
+            } else {
+                "process"
+            }
         )
     } else {
         "off".to_owned()
     };
     let mut rows = vec![
-        ("[policyd].socketmap_listen".to_owned(), super::list(&p.socketmap_listen)),
+        (
+            "[policyd].socketmap_listen".to_owned(),
+            super::list(&p.socketmap_listen),
+        ),
         ("[policyd].tcp_table_listen".to_owned(), tcp),
-        ("[policyd].policy_listen".to_owned(), super::list(&p.policy_listen)),
-        ("[policyd].lookup_timeout".to_owned(), super::units::format_duration(p.lookup_timeout)),
-        ("[policyd].cache_ttl".to_owned(), super::units::format_duration(p.cache_ttl)),
-        ("[policyd].max_request".to_owned(), p.max_request.to_string()),
-        ("[policyd].sender_login_check".to_owned(), format!("{:?}", p.sender_login_check).to_lowercase()),
+        (
+            "[policyd].policy_listen".to_owned(),
+            super::list(&p.policy_listen),
+        ),
+        (
+            "[policyd].lookup_timeout".to_owned(),
+            super::units::format_duration(p.lookup_timeout),
+        ),
+        (
+            "[policyd].cache_ttl".to_owned(),
+            super::units::format_duration(p.cache_ttl),
+        ),
+        (
+            "[policyd].max_request".to_owned(),
+            p.max_request.to_string(),
+        ),
+        (
+            "[policyd].sender_login_check".to_owned(),
+            format!("{:?}", p.sender_login_check).to_lowercase(),
+        ),
         ("[policyd].ratelimit".to_owned(), ratelimit),
     ];
     rows.extend(super::daemon::describe_service("policyd", &p.service));

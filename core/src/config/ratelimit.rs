@@ -83,7 +83,9 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> RateLimitConfig {
         let key = format!("[policyd.ratelimit].override[{i}].match");
         let m = o.match_.trim();
         let normalised = if m.contains('@') {
-            crate::address::Address::parse(m).map(|a| a.to_string()).map_err(|e| e.to_string())
+            crate::address::Address::parse(m)
+                .map(|a| a.to_string())
+                .map_err(|e| e.to_string())
         } else {
             crate::address::normalize_domain(m).map_err(|e| e.to_string())
         };
@@ -92,24 +94,33 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> RateLimitConfig {
                 n,
                 Limits {
                     messages_per_hour: o.messages_per_hour.unwrap_or(default.messages_per_hour),
-                    recipients_per_hour: o.recipients_per_hour.unwrap_or(default.recipients_per_hour),
+                    recipients_per_hour: o
+                        .recipients_per_hour
+                        .unwrap_or(default.recipients_per_hour),
                 },
             )),
-            Err(e) => errors.push(ConfigError::new(key, format!("{e}; use user@domain or domain"))),
+            Err(e) => errors.push(ConfigError::new(
+                key,
+                format!("{e}; use user@domain or domain"),
+            )),
         }
     }
-    if let Some(url) = &raw.redis_url {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") || url.starts_with("unix://")) {
-            errors.push(ConfigError::new(
-                "[policyd.ratelimit].redis_url",
-                format!("`{url}` is not a Redis URL; use redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"),
-            ));
-        }
+    const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if let Some(url) = &raw.redis_url
+        && !SCHEMES.iter().any(|s| url.starts_with(s))
+    {
+        errors.push(ConfigError::new(
+            "[policyd.ratelimit].redis_url",
+            format!("`{url}` is not a Redis URL; use redis://127.0.0.1:6379 or unix:///run/redis/redis.sock"),
+        ));
     }
     RateLimitConfig {
         default,
         overrides,
         redis_url: raw.redis_url.clone(),
-        redis_prefix: raw.redis_prefix.clone().unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+        redis_prefix: raw
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
     }
 }

@@ -30,11 +30,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Formats a duration the way [`parse_duration`] reads it.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         format!("{ms}ms")
-    } else if ms % 3_600_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(60_000) && ms > 0 {
         format!("{}m", ms / 60_000)
     } else {
         format!("{}s", ms / 1000)
@@ -75,9 +75,9 @@ pub fn parse_quota_mb(s: &str) -> Result<u32, String> {
 pub fn format_quota_mb(mb: u64) -> String {
     if mb == 0 {
         "unlimited".into()
-    } else if mb % (1024 * 1024) == 0 {
+    } else if mb.is_multiple_of(1024 * 1024) {
         format!("{}T", mb / (1024 * 1024))
-    } else if mb % 1024 == 0 {
+    } else if mb.is_multiple_of(1024) {
         format!("{}G", mb / 1024)
     } else {
         format!("{mb}M")

@@ -71,14 +71,19 @@ impl DbError {
             | E::WorkerCrashed
             | E::BeginFailed => DbError::Unavailable(e),
             E::Database(ref d) => match d.kind() {
-                sqlx::error::ErrorKind::UniqueViolation => DbError::Duplicate { what: what.to_owned() },
+                sqlx::error::ErrorKind::UniqueViolation => DbError::Duplicate {
+                    what: what.to_owned(),
+                },
                 sqlx::error::ErrorKind::ForeignKeyViolation => DbError::ForeignKey {
                     what: format!("{what}: a referenced row is missing or still in use"),
                 },
                 _ if is_connection_lost(d.as_ref()) => DbError::Unavailable(e),
                 _ => DbError::Query { what, source: e },
             },
-            other => DbError::Query { what, source: other },
+            other => DbError::Query {
+                what,
+                source: other,
+            },
         }
     }
 }

@@ -51,8 +51,7 @@ impl Backend {
 /// Splits a database URL into backend, URL without password, and password.
 /// The error says which forms are allowed.
 pub fn split_url(url: &str) -> Result<(Backend, String, Option<String>), String> {
-    const FORMS: &str =
-        "use sqlite:///path/vmail.db, mysql://user@host/vmail (also ?socket=/run/mysqld/mysqld.sock) or postgres://user@host/vmail";
+    const FORMS: &str = "use sqlite:///path/vmail.db, mysql://user@host/vmail (also ?socket=/run/mysqld/mysqld.sock) or postgres://user@host/vmail";
     let url = url.trim();
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -61,11 +60,14 @@ pub fn split_url(url: &str) -> Result<(Backend, String, Option<String>), String>
             return Ok((Backend::Sqlite, "sqlite::memory:".into(), None));
         }
         if !path.starts_with('/') {
-            return Err(format!("`{url}`: the SQLite path must be absolute; {FORMS}"));
+            return Err(format!(
+                "`{url}`: the SQLite path must be absolute; {FORMS}"
+            ));
         }
         return Ok((Backend::Sqlite, format!("sqlite://{path}"), None));
     }
-    let mut parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e}); {FORMS}"))?;
+    let mut parsed =
+        url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e}); {FORMS}"))?;
     let backend = match parsed.scheme() {
         "mysql" | "mariadb" => Backend::MySql,
         "postgres" | "postgresql" => Backend::Postgres,
@@ -218,18 +220,42 @@ mod tests {
     fn urls() {
         assert_eq!(
             split_url("sqlite:///var/lib/postwerk/vmail.db").unwrap(),
-            (Backend::Sqlite, "sqlite:///var/lib/postwerk/vmail.db".into(), None)
+            (
+                Backend::Sqlite,
+                "sqlite:///var/lib/postwerk/vmail.db".into(),
+                None
+            )
         );
-        assert_eq!(split_url("sqlite:/tmp/x.db").unwrap().1, "sqlite:///tmp/x.db");
-        assert!(split_url("sqlite:relative.db").unwrap_err().contains("absolute"));
-        let (b, u, p) = split_url("mariadb://vmail:p%40ss@localhost/vmail?socket=/run/mysqld/mysqld.sock").unwrap();
+        assert_eq!(
+            split_url("sqlite:/tmp/x.db").unwrap().1,
+            "sqlite:///tmp/x.db"
+        );
+        assert!(
+            split_url("sqlite:relative.db")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        let (b, u, p) =
+            split_url("mariadb://vmail:p%40ss@localhost/vmail?socket=/run/mysqld/mysqld.sock")
+                .unwrap();
         assert_eq!(b, Backend::MySql);
         assert_eq!(p.as_deref(), Some("p@ss"));
         assert!(u.starts_with("mysql://vmail@localhost/vmail"), "{u}");
         assert!(!u.contains("p%40ss"));
-        assert_eq!(split_url("postgresql://root@127.0.0.1/vmail").unwrap().0, Backend::Postgres);
-        assert!(split_url("oracle://x/y").unwrap_err().contains("unsupported"));
-        assert!(split_url("mysql://localhost").unwrap_err().contains("no database"));
+        assert_eq!(
+            split_url("postgresql://root@127.0.0.1/vmail").unwrap().0,
+            Backend::Postgres
+        );
+        assert!(
+            split_url("oracle://x/y")
+                .unwrap_err()
+                .contains("unsupported")
+        );
+        assert!(
+            split_url("mysql://localhost")
+                .unwrap_err()
+                .contains("no database")
+        );
         assert!(split_url("nonsense").is_err());
     }
 

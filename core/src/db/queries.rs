@@ -85,12 +85,20 @@ where
     })
 }
 
-fn tls_policy_from(domain: String, policy: String, params: Option<String>) -> Result<TlsPolicy, DbError> {
+fn tls_policy_from(
+    domain: String,
+    policy: String,
+    params: Option<String>,
+) -> Result<TlsPolicy, DbError> {
     let policy = policy.parse().map_err(|e: String| DbError::BadRow {
         table: "tlspolicies",
         detail: format!("domain {domain}: {e}"),
     })?;
-    Ok(TlsPolicy { domain, policy, params })
+    Ok(TlsPolicy {
+        domain,
+        policy,
+        params,
+    })
 }
 
 impl Db {
@@ -128,7 +136,9 @@ impl Db {
                 return Err(match e {
                     DbError::Query { source, .. } => DbError::BadRow {
                         table,
-                        detail: format!("cannot read table {table} ({source}); run `postwerk db init`"),
+                        detail: format!(
+                            "cannot read table {table} ({source}); run `postwerk db init`"
+                        ),
                     },
                     other => other,
                 });
@@ -141,15 +151,23 @@ impl Db {
 
     /// `domains.cf` (`virtual_mailbox_domains`): is `domain` ours?
     pub async fn domain_exists(&self, domain: &str) -> Result<bool, DbError> {
-        let rows = fetch_all!(self, "domain_exists", "SELECT domain FROM domains WHERE domain = ?", [domain], |r| {
-            r.try_get::<String, _>(0)?
-        })?;
+        let rows = fetch_all!(
+            self,
+            "domain_exists",
+            "SELECT domain FROM domains WHERE domain = ?",
+            [domain],
+            |r| { r.try_get::<String, _>(0)? }
+        )?;
         Ok(!rows.is_empty())
     }
 
     /// `accounts.cf` (`virtual_mailbox_maps`): the enabled account
     /// `user@domain` (send-only accounts included, as in the guide).
-    pub async fn enabled_account(&self, user: &str, domain: &str) -> Result<Option<Account>, DbError> {
+    pub async fn enabled_account(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<Account>, DbError> {
         let mut rows = fetch_all!(
             self,
             "enabled_account",
@@ -165,7 +183,11 @@ impl Db {
     /// catch-all rows (`source_username IS NULL`), but none at all when an
     /// account `user@domain` exists (enabled or not). Several rows make a
     /// distribution list. Returns `user@domain` destinations, sorted.
-    pub async fn guide_alias_destinations(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+    pub async fn guide_alias_destinations(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Vec<String>, DbError> {
         fetch_all!(
             self,
             "guide_alias_destinations",
@@ -174,13 +196,21 @@ impl Db {
              AND NOT EXISTS (SELECT id FROM accounts WHERE username = ? AND domain = ?) \
              ORDER BY destination_username, destination_domain",
             [user, domain, user, domain],
-            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+            |r| format!(
+                "{}@{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            )
         )
     }
 
     /// The enabled alias rows whose source is exactly `user@domain`
     /// (no catch-all), as destinations.
-    pub async fn alias_destinations(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+    pub async fn alias_destinations(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Vec<String>, DbError> {
         fetch_all!(
             self,
             "alias_destinations",
@@ -188,7 +218,11 @@ impl Db {
              WHERE source_username = ? AND source_domain = ? AND enabled = true \
              ORDER BY destination_username, destination_domain",
             [user, domain],
-            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+            |r| format!(
+                "{}@{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            )
         )
     }
 
@@ -201,14 +235,22 @@ impl Db {
              WHERE source_username IS NULL AND source_domain = ? AND enabled = true \
              ORDER BY destination_username, destination_domain",
             [domain],
-            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+            |r| format!(
+                "{}@{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            )
         )
     }
 
     /// `recipient-access.cf` (`check_recipient_access`): `OK` for an enabled
     /// mailbox account, `REJECT` for an enabled send-only account, `None`
     /// otherwise.
-    pub async fn recipient_access(&self, user: &str, domain: &str) -> Result<Option<RecipientAccess>, DbError> {
+    pub async fn recipient_access(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<RecipientAccess>, DbError> {
         let mut rows = fetch_all!(
             self,
             "recipient_access",
@@ -216,13 +258,23 @@ impl Db {
             [user, domain],
             |r| r.try_get::<Option<bool>, _>(0)?.unwrap_or(false)
         )?;
-        Ok(rows.pop().map(|sendonly| if sendonly { RecipientAccess::Reject } else { RecipientAccess::Ok }))
+        Ok(rows.pop().map(|sendonly| {
+            if sendonly {
+                RecipientAccess::Reject
+            } else {
+                RecipientAccess::Ok
+            }
+        }))
     }
 
     /// `sender-login-maps.cf` (`smtpd_sender_login_maps`): the logins that
     /// may use `user@domain` as sender: the enabled account itself and the
     /// destinations of enabled aliases with that exact source.
-    pub async fn sender_login_owners(&self, user: &str, domain: &str) -> Result<Vec<String>, DbError> {
+    pub async fn sender_login_owners(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Vec<String>, DbError> {
         let mut owners = fetch_all!(
             self,
             "sender_login_owners",
@@ -230,7 +282,11 @@ impl Db {
              UNION SELECT destination_username, destination_domain FROM aliases \
              WHERE source_username = ? AND source_domain = ? AND enabled = true",
             [user, domain, user, domain],
-            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+            |r| format!(
+                "{}@{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            )
         )?;
         owners.sort();
         owners.dedup();
@@ -244,7 +300,11 @@ impl Db {
             "tls_policy",
             "SELECT domain, policy, params FROM tlspolicies WHERE domain = ?",
             [domain],
-            |r| (r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?, r.try_get::<Option<String>, _>(2)?)
+            |r| (
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?,
+                r.try_get::<Option<String>, _>(2)?
+            )
         )?;
         match rows.pop() {
             Some((d, p, params)) => tls_policy_from(d, p, params).map(Some),
@@ -255,7 +315,11 @@ impl Db {
     // ---- Dovecot (the guide's dovecot-sql.conf) --------------------------
 
     /// `password_query`: the enabled account's stored password.
-    pub async fn passdb_lookup(&self, user: &str, domain: &str) -> Result<Option<PassdbEntry>, DbError> {
+    pub async fn passdb_lookup(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<PassdbEntry>, DbError> {
         let mut rows = fetch_all!(
             self,
             "passdb_lookup",
@@ -272,13 +336,19 @@ impl Db {
 
     /// `user_query`: the quota of an account that has a mailbox (send-only
     /// accounts have no userdb entry).
-    pub async fn userdb_lookup(&self, user: &str, domain: &str) -> Result<Option<UserdbEntry>, DbError> {
+    pub async fn userdb_lookup(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<UserdbEntry>, DbError> {
         let mut rows = fetch_all!(
             self,
             "userdb_lookup",
             "SELECT {quota} AS quota FROM accounts WHERE username = ? AND domain = ? AND sendonly = false",
             [user, domain],
-            |r| UserdbEntry { quota_mb: r.try_get::<Option<i64>, _>(0)?.unwrap_or(0) }
+            |r| UserdbEntry {
+                quota_mb: r.try_get::<Option<i64>, _>(0)?.unwrap_or(0)
+            }
         )?;
         Ok(rows.pop())
     }
@@ -291,7 +361,11 @@ impl Db {
             "userdb_iterate",
             "SELECT username, domain FROM accounts WHERE sendonly = false ORDER BY domain, username",
             [],
-            |r| format!("{}@{}", r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?)
+            |r| format!(
+                "{}@{}",
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?
+            )
         )
     }
 
@@ -299,8 +373,13 @@ impl Db {
 
     /// Adds a domain.
     pub async fn domain_add(&self, domain: &str) -> Result<(), DbError> {
-        execute!(self, "domain_add", "INSERT INTO domains (domain) VALUES (?)", [domain])
-            .map_err(|e| rename_duplicate(e, format!("domain {domain}")))?;
+        execute!(
+            self,
+            "domain_add",
+            "INSERT INTO domains (domain) VALUES (?)",
+            [domain]
+        )
+        .map_err(|e| rename_duplicate(e, format!("domain {domain}")))?;
         Ok(())
     }
 
@@ -326,10 +405,26 @@ impl Db {
     /// Returns false when the domain did not exist.
     pub async fn domain_del(&self, domain: &str, cascade: bool) -> Result<bool, DbError> {
         if cascade {
-            execute!(self, "domain_del", "DELETE FROM aliases WHERE source_domain = ?", [domain])?;
-            execute!(self, "domain_del", "DELETE FROM accounts WHERE domain = ?", [domain])?;
+            execute!(
+                self,
+                "domain_del",
+                "DELETE FROM aliases WHERE source_domain = ?",
+                [domain]
+            )?;
+            execute!(
+                self,
+                "domain_del",
+                "DELETE FROM accounts WHERE domain = ?",
+                [domain]
+            )?;
         }
-        let n = execute!(self, "domain_del", "DELETE FROM domains WHERE domain = ?", [domain]).map_err(|e| match e {
+        let n = execute!(
+            self,
+            "domain_del",
+            "DELETE FROM domains WHERE domain = ?",
+            [domain]
+        )
+        .map_err(|e| match e {
             DbError::ForeignKey { .. } => DbError::ForeignKey {
                 what: format!("domain {domain} still has accounts or aliases"),
             },
@@ -392,11 +487,21 @@ impl Db {
 
     /// Deletes an account; false if it did not exist.
     pub async fn account_del(&self, user: &str, domain: &str) -> Result<bool, DbError> {
-        Ok(execute!(self, "account_del", "DELETE FROM accounts WHERE username = ? AND domain = ?", [user, domain])? > 0)
+        Ok(execute!(
+            self,
+            "account_del",
+            "DELETE FROM accounts WHERE username = ? AND domain = ?",
+            [user, domain]
+        )? > 0)
     }
 
     /// Sets an account's password hash; false if it does not exist.
-    pub async fn account_set_password(&self, user: &str, domain: &str, hash: &Secret) -> Result<bool, DbError> {
+    pub async fn account_set_password(
+        &self,
+        user: &str,
+        domain: &str,
+        hash: &Secret,
+    ) -> Result<bool, DbError> {
         Ok(execute!(
             self,
             "account_set_password",
@@ -406,7 +511,12 @@ impl Db {
     }
 
     /// Sets an account's quota in MB; false if it does not exist.
-    pub async fn account_set_quota(&self, user: &str, domain: &str, quota_mb: i64) -> Result<bool, DbError> {
+    pub async fn account_set_quota(
+        &self,
+        user: &str,
+        domain: &str,
+        quota_mb: i64,
+    ) -> Result<bool, DbError> {
         Ok(execute!(
             self,
             "account_set_quota",
@@ -416,7 +526,12 @@ impl Db {
     }
 
     /// Enables or disables an account; false if it does not exist.
-    pub async fn account_set_enabled(&self, user: &str, domain: &str, enabled: bool) -> Result<bool, DbError> {
+    pub async fn account_set_enabled(
+        &self,
+        user: &str,
+        domain: &str,
+        enabled: bool,
+    ) -> Result<bool, DbError> {
         Ok(execute!(
             self,
             "account_set_enabled",
@@ -451,14 +566,23 @@ impl Db {
                 self,
                 "alias_exists",
                 "SELECT id FROM aliases WHERE source_username = ? AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
-                [u, a.source_domain.as_str(), a.destination_username.as_str(), a.destination_domain.as_str()],
+                [
+                    u,
+                    a.source_domain.as_str(),
+                    a.destination_username.as_str(),
+                    a.destination_domain.as_str()
+                ],
                 |r| r.try_get::<Option<String>, _>("source_domain").ok()
             )?,
             None => fetch_all!(
                 self,
                 "alias_exists",
                 "SELECT id FROM aliases WHERE source_username IS NULL AND source_domain = ? AND destination_username = ? AND destination_domain = ?",
-                [a.source_domain.as_str(), a.destination_username.as_str(), a.destination_domain.as_str()],
+                [
+                    a.source_domain.as_str(),
+                    a.destination_username.as_str(),
+                    a.destination_domain.as_str()
+                ],
                 |r| r.try_get::<Option<String>, _>("source_domain").ok()
             )?,
         };
@@ -542,14 +666,25 @@ impl Db {
             "tlspolicy_list",
             "SELECT domain, policy, params FROM tlspolicies ORDER BY domain",
             [],
-            |r| (r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?, r.try_get::<Option<String>, _>(2)?)
+            |r| (
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?,
+                r.try_get::<Option<String>, _>(2)?
+            )
         )?;
-        rows.into_iter().map(|(d, p, params)| tls_policy_from(d, p, params)).collect()
+        rows.into_iter()
+            .map(|(d, p, params)| tls_policy_from(d, p, params))
+            .collect()
     }
 
     /// Deletes a TLS policy; false if there was none.
     pub async fn tlspolicy_del(&self, domain: &str) -> Result<bool, DbError> {
-        Ok(execute!(self, "tlspolicy_del", "DELETE FROM tlspolicies WHERE domain = ?", [domain])? > 0)
+        Ok(execute!(
+            self,
+            "tlspolicy_del",
+            "DELETE FROM tlspolicies WHERE domain = ?",
+            [domain]
+        )? > 0)
     }
 }
 

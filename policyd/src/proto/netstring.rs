@@ -120,7 +120,11 @@ impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
 mod tests {
     use super::*;
 
-    fn decode_all(codec: &mut NetstringCodec, input: &[u8], chunk: usize) -> Result<Vec<Vec<u8>>, NetstringError> {
+    fn decode_all(
+        codec: &mut NetstringCodec,
+        input: &[u8],
+        chunk: usize,
+    ) -> Result<Vec<Vec<u8>>, NetstringError> {
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         for piece in input.chunks(chunk) {
@@ -138,7 +142,13 @@ mod tests {
         let wire = b"25:aliases alias@example.org,15:aliases foo@bar,";
         for chunk in 1..=wire.len() {
             let frames = decode_all(&mut NetstringCodec::new(1000), wire, chunk).unwrap();
-            assert_eq!(frames, vec![b"aliases alias@example.org".to_vec(), b"aliases foo@bar".to_vec()]);
+            assert_eq!(
+                frames,
+                vec![
+                    b"aliases alias@example.org".to_vec(),
+                    b"aliases foo@bar".to_vec()
+                ]
+            );
         }
     }
 
@@ -152,10 +162,14 @@ mod tests {
     #[test]
     fn encodes() {
         let mut buf = BytesMut::new();
-        NetstringCodec::new(10).encode(b"OK user@example.org", &mut buf).unwrap();
+        NetstringCodec::new(10)
+            .encode(b"OK user@example.org", &mut buf)
+            .unwrap();
         assert_eq!(&buf[..], b"19:OK user@example.org,");
         buf.clear();
-        NetstringCodec::new(10).encode(b"NOTFOUND ", &mut buf).unwrap();
+        NetstringCodec::new(10)
+            .encode(b"NOTFOUND ", &mut buf)
+            .unwrap();
         assert_eq!(&buf[..], b"9:NOTFOUND ,");
     }
 
@@ -164,7 +178,10 @@ mod tests {
         let mut buf = BytesMut::from(&b"99999:"[..]);
         assert!(matches!(
             NetstringCodec::new(1000).decode(&mut buf),
-            Err(NetstringError::TooLong { declared: 99999, .. })
+            Err(NetstringError::TooLong {
+                declared: 99999,
+                ..
+            })
         ));
         // an endless digit string is refused too
         let mut buf = BytesMut::from(&b"1234567890123"[..]);
@@ -173,16 +190,31 @@ mod tests {
 
     #[test]
     fn garbage() {
-        for bad in [&b"x:abc,"[..], b":abc,", b"3:abcd", b"-1:a,", b"3 :abc,", b"GET / HTTP/1.0\r\n"] {
+        for bad in [
+            &b"x:abc,"[..],
+            b":abc,",
+            b"3:abcd",
+            b"-1:a,",
+            b"3 :abc,",
+            b"GET / HTTP/1.0\r\n",
+        ] {
             let mut buf = BytesMut::from(bad);
-            assert!(NetstringCodec::new(1000).decode(&mut buf).is_err(), "{bad:?}");
+            assert!(
+                NetstringCodec::new(1000).decode(&mut buf).is_err(),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn truncated_is_incomplete() {
         let mut buf = BytesMut::from(&b"25:aliases ali"[..]);
-        assert!(NetstringCodec::new(1000).decode(&mut buf).unwrap().is_none());
+        assert!(
+            NetstringCodec::new(1000)
+                .decode(&mut buf)
+                .unwrap()
+                .is_none()
+        );
     }
 
     proptest::proptest! {

@@ -29,7 +29,10 @@ impl Request {
     /// Builds a request (for tests and benchmarks).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         Self {
-            attrs: pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+            attrs: pairs
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
         }
     }
 }
@@ -94,7 +97,10 @@ impl Decoder for PolicyCodec {
         }
         let block = src.split_to(end + 1);
         let mut attrs = HashMap::new();
-        for line in block[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        for line in block[..end]
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+        {
             let line = std::str::from_utf8(line).map_err(|_| CodecError::Malformed)?;
             let line = line.strip_suffix('\r').unwrap_or(line);
             let (k, v) = line.split_once('=').ok_or(CodecError::Malformed)?;
@@ -115,7 +121,11 @@ impl Encoder<&Reply> for PolicyCodec {
 
     fn encode(&mut self, item: &Reply, dst: &mut BytesMut) -> Result<(), CodecError> {
         // An action never spans lines: Postfix would misread the reply.
-        let action: String = item.action.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+        let action: String = item
+            .action
+            .chars()
+            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+            .collect();
         dst.put_slice(b"action=");
         dst.put_slice(action.as_bytes());
         dst.put_slice(b"\n\n");
@@ -154,7 +164,12 @@ mod tests {
     fn reply_is_one_line_and_an_empty_line() {
         let mut buf = BytesMut::new();
         PolicyCodec::new(100)
-            .encode(&Reply { action: "DEFER_IF_PERMIT rate\nlimit".into() }, &mut buf)
+            .encode(
+                &Reply {
+                    action: "DEFER_IF_PERMIT rate\nlimit".into(),
+                },
+                &mut buf,
+            )
             .unwrap();
         assert_eq!(&buf[..], b"action=DEFER_IF_PERMIT rate limit\n\n");
     }
@@ -166,10 +181,16 @@ mod tests {
             assert!(PolicyCodec::new(1000).decode(&mut buf).is_err(), "{bad:?}");
         }
         let mut buf = BytesMut::from(&vec![b'a'; 2000][..]);
-        assert!(matches!(PolicyCodec::new(1000).decode(&mut buf), Err(CodecError::TooLong(_))));
+        assert!(matches!(
+            PolicyCodec::new(1000).decode(&mut buf),
+            Err(CodecError::TooLong(_))
+        ));
         let many: String = (0..200).map(|i| format!("a{i}=b\n")).collect::<String>() + "\n";
         let mut buf = BytesMut::from(many.as_bytes());
-        assert!(matches!(PolicyCodec::new(100_000).decode(&mut buf), Err(CodecError::TooMany)));
+        assert!(matches!(
+            PolicyCodec::new(100_000).decode(&mut buf),
+            Err(CodecError::TooMany)
+        ));
     }
 
     proptest::proptest! {

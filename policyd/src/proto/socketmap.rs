@@ -26,7 +26,10 @@ impl Request {
     /// Parses a netstring payload. The key may contain spaces: only the
     /// first space separates (reference/socketmap.md 1.1).
     pub fn parse(payload: &[u8]) -> Result<Self, RequestError> {
-        let sp = payload.iter().position(|&b| b == b' ').ok_or(RequestError::NoSpace)?;
+        let sp = payload
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or(RequestError::NoSpace)?;
         let (name, key) = (&payload[..sp], &payload[sp + 1..]);
         if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
             return Err(RequestError::BadName);
@@ -78,7 +81,10 @@ mod tests {
     #[test]
     fn parses_captured_requests() {
         let r = Request::parse(b"aliases alias@example.org").unwrap();
-        assert_eq!((r.name.as_str(), r.key.as_deref()), ("aliases", Some("alias@example.org")));
+        assert_eq!(
+            (r.name.as_str(), r.key.as_deref()),
+            ("aliases", Some("alias@example.org"))
+        );
         let r = Request::parse(b"domains key with space").unwrap();
         assert_eq!(r.key.as_deref(), Some("key with space"));
         let r = Request::parse(b"tlspolicy [127.0.0.1]:20026").unwrap();
@@ -100,10 +106,19 @@ mod tests {
 
     #[test]
     fn replies_are_byte_exact() {
-        assert_eq!(Reply::Ok("user@example.org".into()).to_payload(), b"OK user@example.org");
+        assert_eq!(
+            Reply::Ok("user@example.org".into()).to_payload(),
+            b"OK user@example.org"
+        );
         assert_eq!(Reply::NotFound.to_payload(), b"NOTFOUND ");
-        assert_eq!(Reply::Temp("backend down".into()).to_payload(), b"TEMP backend down");
+        assert_eq!(
+            Reply::Temp("backend down".into()).to_payload(),
+            b"TEMP backend down"
+        );
         assert_eq!(Reply::Timeout("x".into()).to_payload(), b"TIMEOUT x");
-        assert_eq!(Reply::Perm("unknown map".into()).to_payload(), b"PERM unknown map");
+        assert_eq!(
+            Reply::Perm("unknown map".into()).to_payload(),
+            b"PERM unknown map"
+        );
     }
 }

@@ -165,13 +165,15 @@ mod tests {
     fn replies_encode() {
         let mut c = TcpTableCodec::new(4096);
         let mut buf = BytesMut::new();
-        c.encode(&Reply::Found("value with spaces%".into()), &mut buf).unwrap();
+        c.encode(&Reply::Found("value with spaces%".into()), &mut buf)
+            .unwrap();
         assert_eq!(&buf[..], b"200 value%20with%20spaces%25\n");
         buf.clear();
         c.encode(&Reply::NotFound, &mut buf).unwrap();
         assert_eq!(&buf[..], b"500 not%20found\n");
         buf.clear();
-        c.encode(&Reply::Temp("lookup failed".into()), &mut buf).unwrap();
+        c.encode(&Reply::Temp("lookup failed".into()), &mut buf)
+            .unwrap();
         assert_eq!(&buf[..], b"400 lookup%20failed\n");
         buf.clear();
         c.encode(&Reply::Found("x".repeat(5000)), &mut buf).unwrap();
@@ -182,10 +184,16 @@ mod tests {
     fn malformed() {
         for bad in [&b"put a b\n"[..], b"get %zz\n", b"get %4\n", b"GET x\n"] {
             let mut buf = BytesMut::from(bad);
-            assert!(TcpTableCodec::new(4096).decode(&mut buf).is_err(), "{bad:?}");
+            assert!(
+                TcpTableCodec::new(4096).decode(&mut buf).is_err(),
+                "{bad:?}"
+            );
         }
         let mut buf = BytesMut::from(&vec![b'a'; 5000][..]);
-        assert!(matches!(TcpTableCodec::new(4096).decode(&mut buf), Err(CodecError::TooLong(_))));
+        assert!(matches!(
+            TcpTableCodec::new(4096).decode(&mut buf),
+            Err(CodecError::TooLong(_))
+        ));
     }
 
     proptest::proptest! {
