@@ -156,7 +156,7 @@ impl Db {
             "domain_exists",
             "SELECT domain FROM domains WHERE domain = ?",
             [domain],
-            |r| { r.try_get::<String, _>(0)? }
+            |r| r.try_get::<String, _>(0)?
         )?;
         Ok(!rows.is_empty())
     }

@@ -1,0 +1,389 @@
+//! "The guide as written": the mail server of the guide, run for real on one
+//! database, provisioned with the `postwerk` command, then used as its users
+//! would use it. Shared by tests/tests/guide_as_written.rs (one test per
+//! database) and the `postwerk-demo` binary, which narrates each step.
+
+use std::time::Duration;
+
+use crate::cli::Postwerk;
+use crate::db::Database;
+use crate::dovecot::{self, Dovecot};
+use crate::imap::{self, Fetch};
+use crate::postfix::{self, Maps, Postfix};
+use crate::smtp::{self, Message, Transcript};
+use crate::testdir::TestDir;
+use crate::tls::TestCa;
+
+/// The guide's mysystems.tld.
+pub const DOMAIN: &str = "example.org";
+/// The guide's domain1.tld, whose catch-all goes to [`USER`].
+pub const CATCHALL_DOMAIN: &str = "example.net";
+/// The guide's user1@mysystems.tld.
+pub const USER: &str = "user1@example.org";
+/// The guide's alias@mysystems.tld → user1.
+pub const ALIAS: &str = "alias@example.org";
+/// A send-only account: may submit, has no mailbox.
+pub const SENDONLY: &str = "noreply@example.org";
+/// An account in the catch-all domain, which the catch-all must not shadow.
+pub const CATCHALL_DOMAIN_USER: &str = "info@example.net";
+/// The password of [`USER`].
+pub const PASSWORD: &str = "correct horse battery staple";
+/// How long a message may take from accepted to visible over IMAP.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Prints the steps of a scenario for a person: on stdout, which the test
+/// harness captures and shows only when a test fails, and the demo shows.
+#[derive(Debug, Default)]
+pub struct Narrator {
+    step: std::cell::Cell<u32>,
+}
+
+impl Narrator {
+    /// A new numbered step.
+    pub fn step(&self, text: &str) {
+        let n = self.step.get() + 1;
+        self.step.set(n);
+        println!("\n{n}. {text}");
+    }
+
+    /// A command being run, as it would be typed.
+    pub fn command(&self, line: &str) {
+        println!("   $ {line}");
+    }
+
+    /// What came of it.
+    pub fn note(&self, text: &str) {
+        for line in text.lines() {
+            println!("   {line}");
+        }
+    }
+}
+
+/// The running mail server of one scenario. Fields drop in order: Postfix
+/// first (it stops accepting), then Dovecot.
+#[derive(Debug)]
+pub struct Stack {
+    /// The private Postfix.
+    pub postfix: Postfix,
+    /// The private Dovecot.
+    pub dovecot: Dovecot,
+    /// The test CA the clients trust.
+    pub tls: TestCa,
+    /// An IMAP client for the Dovecot.
+    pub imap: imap::Client,
+}
+
+impl Stack {
+    /// Starts Postfix (with the guide's SQL maps on `db`) and Dovecot (with
+    /// the guide's SQL passdb/userdb on `db`), wired as in the guide.
+    pub fn start(dir: &TestDir, db: &dyn Database) -> Stack {
+        let tls = TestCa::new(dir);
+        let maps = Maps::sql(dir, db);
+        let postfix = Postfix::start(dir, &tls, &postfix::Config::guide(maps));
+        let dovecot = Dovecot::start(
+            dir,
+            &tls,
+            db,
+            &dovecot::Config::guide(&postfix.private_dir()),
+        );
+        let imap = imap::Client::new(dir, dovecot.imap_port, tls.ca_file.clone());
+        Stack {
+            postfix,
+            dovecot,
+            tls,
+            imap,
+        }
+    }
+
+    /// A mail client on the submission port (587), logged in as `user`.
+    pub fn submission(&self, user: &str, password: &str) -> smtp::Client {
+        smtp::Client::submission(
+            self.postfix.submission_port,
+            self.tls.ca_file.clone(),
+            user,
+            password,
+        )
+    }
+
+    /// Another mail server on the smtp port (25).
+    pub fn inbound(&self) -> smtp::Client {
+        smtp::Client::plain(self.postfix.smtp_port)
+    }
+
+    /// Reads `msg` back as `user` from `mailbox`, waiting for delivery, and
+    /// checks it is that message. Returns the stored text and the quota lines.
+    #[track_caller]
+    pub fn read_back(
+        &self,
+        user: &str,
+        password: &str,
+        mailbox: &str,
+        msg: &Message,
+    ) -> (String, Vec<String>) {
+        match self
+            .imap
+            .fetch(user, password, mailbox, &msg.message_id, DELIVERY_TIMEOUT)
+        {
+            Fetch::Found { message, quota, .. } => {
+                assert!(
+                    message.contains(&format!("Subject: {}", msg.subject)),
+                    "{} in {mailbox} of {user} has not the subject {:?}:\n{message}",
+                    msg.message_id,
+                    msg.subject
+                );
+                assert!(
+                    message.contains(&msg.token),
+                    "{} lost its body:\n{message}",
+                    msg.message_id
+                );
+                (message, quota)
+            }
+            Fetch::NotFound(counts) => panic!(
+                "{} did not arrive in {mailbox} of {user} within {DELIVERY_TIMEOUT:?} (messages per mailbox: {counts})\n\
+                 queue: {}",
+                msg.message_id,
+                self.postfix.queue_listing()
+            ),
+            Fetch::LoginFailed(text) => panic!("IMAP LOGIN as {user} was refused: {text}"),
+        }
+    }
+}
+
+#[track_caller]
+fn assert_accepted(t: &Transcript, what: &str) {
+    assert!(
+        t.is_accepted(),
+        "{what}: the message was not accepted:\n{t}"
+    );
+}
+
+#[track_caller]
+fn assert_reply(t: &Transcript, code: &str, what: &str) {
+    assert!(
+        !t.replies(code).is_empty(),
+        "{what}: expected a {code} reply:\n{t}"
+    );
+}
+
+/// Runs the whole scenario on `db` (fresh, empty) in `dir`, narrating to
+/// `say`. Panics, with the transcripts and the peers' logs, at the first
+/// thing that does not behave as the guide says.
+pub fn as_written(dir: &TestDir, db: &dyn Database, say: &Narrator) {
+    let pw = Postwerk::new(&db.url());
+    let admin = |args: &[&str], stdin: Option<&str>| {
+        say.command(&pw.command_line(args));
+        let out = pw.run(args, stdin);
+        if !out.trim().is_empty() {
+            say.note(out.trim_end());
+        }
+    };
+    let password_line = format!("{PASSWORD}\n");
+
+    say.step("creating the database with `postwerk db init`");
+    admin(&["db", "init"], None);
+    db.grant_readers();
+
+    say.step("adding domains, accounts, an alias and a catch-all with `postwerk`");
+    admin(&["domain", "add", DOMAIN], None);
+    admin(&["domain", "add", CATCHALL_DOMAIN], None);
+    say.note(&format!("(every password is {PASSWORD:?}, given on stdin)"));
+    admin(
+        &["account", "add", USER, "--quota", "2G", "--password-stdin"],
+        Some(&password_line),
+    );
+    admin(
+        &["account", "add", SENDONLY, "--sendonly", "--password-stdin"],
+        Some(&password_line),
+    );
+    admin(
+        &["account", "add", CATCHALL_DOMAIN_USER, "--password-stdin"],
+        Some(&password_line),
+    );
+    admin(&["alias", "add", ALIAS, USER], None);
+    admin(
+        &["alias", "add", &format!("@{CATCHALL_DOMAIN}"), USER],
+        None,
+    );
+
+    say.step("starting a private Dovecot and Postfix, configured as the guide says");
+    let stack = Stack::start(dir, db);
+    say.note(&format!(
+        "Postfix: smtp 127.0.0.1:{}, submission 127.0.0.1:{}, smtps 127.0.0.1:{} (config in {})",
+        stack.postfix.smtp_port,
+        stack.postfix.submission_port,
+        stack.postfix.smtps_port,
+        stack.postfix.config_dir().display()
+    ));
+    say.note(&format!(
+        "Dovecot: imap 127.0.0.1:{}, managesieve 127.0.0.1:{} (config {})",
+        stack.dovecot.imap_port,
+        stack.dovecot.sieve_port,
+        stack.dovecot.config_file().display()
+    ));
+
+    say.step(&format!(
+        "sending as a mail client: STARTTLS + AUTH PLAIN as {USER} on the submission port"
+    ));
+    let submitted =
+        Message::new(USER, &[USER], "sent through submission").header("X-Mailer: postwerk-tests");
+    let t = stack.submission(USER, PASSWORD).send(&submitted);
+    assert_accepted(&t, "submission with the right password");
+    say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+
+    say.step(&format!(
+        "sending as the send-only account {SENDONLY}: implicit TLS + AUTH PLAIN on the smtps port"
+    ));
+    let from_sendonly = Message::new(SENDONLY, &[USER], "from the send-only account");
+    let mut smtps = stack.submission(SENDONLY, PASSWORD);
+    smtps.port = stack.postfix.smtps_port;
+    smtps.security = smtp::Security::Implicit(stack.tls.ca_file.clone());
+    let t = smtps.send(&from_sendonly);
+    assert_accepted(&t, "smtps submission by the send-only account");
+    say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+
+    let inbound = [
+        (ALIAS.to_owned(), "to the alias"),
+        (format!("anything@{CATCHALL_DOMAIN}"), "to the catch-all"),
+        (
+            CATCHALL_DOMAIN_USER.to_owned(),
+            "to an account in the catch-all domain",
+        ),
+    ];
+    let mut received = Vec::new();
+    for (rcpt, subject) in &inbound {
+        say.step(&format!(
+            "receiving as from another server: plain SMTP on the smtp port to {rcpt}"
+        ));
+        let msg = Message::new("someone@elsewhere.test", &[rcpt], subject);
+        let t = stack.inbound().send(&msg);
+        assert_accepted(&t, &format!("inbound mail {subject}"));
+        say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+        received.push(msg);
+    }
+
+    say.step(
+        "receiving spam (X-Spam-Flag: YES), which the guide's global Sieve script files into Spam",
+    );
+    let spam =
+        Message::new("spammer@elsewhere.test", &[USER], "buy now").header("X-Spam-Flag: YES");
+    let t = stack.inbound().send(&spam);
+    assert_accepted(&t, "inbound spam");
+    say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+
+    say.step("checking what must be refused");
+    let t = stack.submission(USER, "wrong password").send(&Message::new(
+        USER,
+        &[USER],
+        "must not be sent",
+    ));
+    assert!(
+        !t.is_accepted(),
+        "submission with a wrong password was accepted:\n{t}"
+    );
+    assert_reply(&t, "535", "submission with a wrong password");
+    say.note(&format!(
+        "wrong password at submission: {}",
+        t.replies("535")[0]
+    ));
+
+    let mut no_tls = stack.submission(USER, PASSWORD);
+    no_tls.security = smtp::Security::Plain;
+    let t = no_tls.send(&Message::new(USER, &[USER], "must not be sent"));
+    assert!(
+        !t.is_accepted(),
+        "submission without TLS was accepted:\n{t}"
+    );
+    say.note("submission without STARTTLS: refused (smtpd_tls_security_level=encrypt)");
+
+    let unknown = format!("nobody@{DOMAIN}");
+    let t = stack.inbound().send(&Message::new(
+        "someone@elsewhere.test",
+        &[&unknown],
+        "must bounce",
+    ));
+    assert!(!t.is_accepted(), "mail to {unknown} was accepted:\n{t}");
+    assert_reply(&t, "550 5.1.1", &format!("mail to {unknown}"));
+    say.note(&format!(
+        "unknown user of a known domain: {}",
+        t.replies("550")[0]
+    ));
+
+    // The guide's recipient-access.cf answers REJECT for a send-only account.
+    let t = stack.inbound().send(&Message::new(
+        "someone@elsewhere.test",
+        &[SENDONLY],
+        "must bounce",
+    ));
+    assert!(
+        !t.is_accepted(),
+        "mail to the send-only {SENDONLY} was accepted:\n{t}"
+    );
+    assert_reply(
+        &t,
+        "554 5.7.1",
+        &format!("mail to the send-only {SENDONLY}"),
+    );
+    say.note(&format!(
+        "mail to the send-only account: {}",
+        t.replies("554")[0]
+    ));
+
+    say.step("reading everything back over IMAP (STARTTLS, LOGIN)");
+    let (message, quota) = stack.read_back(USER, PASSWORD, "INBOX", &submitted);
+    say.note(&format!(
+        "{USER} INBOX: Subject: {} ({})",
+        submitted.subject, submitted.message_id
+    ));
+    assert!(
+        !message.contains("X-Mailer: postwerk-tests"),
+        "the guide's submission_header_cleanup did not remove X-Mailer:\n{message}"
+    );
+    // quota = 2048 (MB) in the accounts row → Dovecot's quota_rule
+    // *:storage=2048M → IMAP reports the limit in KiB (RFC 2087).
+    assert!(
+        quota
+            .iter()
+            .any(|q| q.contains("STORAGE") && q.contains(" 2097152)")),
+        "the 2G quota did not reach IMAP: {quota:?}"
+    );
+    say.note(&format!(
+        "{USER} quota: {}",
+        quota.last().map_or("", String::as_str)
+    ));
+    for msg in [&from_sendonly, &received[0], &received[1]] {
+        stack.read_back(USER, PASSWORD, "INBOX", msg);
+        say.note(&format!(
+            "{USER} INBOX: Subject: {} ({})",
+            msg.subject, msg.message_id
+        ));
+    }
+    stack.read_back(USER, PASSWORD, "Spam", &spam);
+    say.note(&format!(
+        "{USER} Spam: Subject: {} ({})",
+        spam.subject, spam.message_id
+    ));
+    // The catch-all must not shadow an existing account (the guide's
+    // aliases.cf: AND NOT EXISTS (SELECT id FROM accounts ...)).
+    stack.read_back(CATCHALL_DOMAIN_USER, PASSWORD, "INBOX", &received[2]);
+    say.note(&format!(
+        "{CATCHALL_DOMAIN_USER} INBOX: Subject: {} ({})",
+        received[2].subject, received[2].message_id
+    ));
+
+    let caps = stack
+        .imap
+        .login(USER, PASSWORD)
+        .unwrap_or_else(|e| panic!("IMAP LOGIN failed: {e}"));
+    assert!(
+        caps.iter().any(|c| c == "LOGINDISABLED"),
+        "Dovecot offered LOGIN before STARTTLS (the guide has ssl = required): {caps:?}"
+    );
+    say.note("before STARTTLS the server announces LOGINDISABLED (ssl = required)");
+
+    // Last: after a failed login Dovecot delays every further login from the
+    // same address (auth penalty), which would only slow the reads above.
+    match stack.imap.login(USER, "wrong password") {
+        Ok(_) => panic!("IMAP LOGIN with a wrong password succeeded"),
+        Err(text) => say.note(&format!("wrong password at IMAP: refused, {text}")),
+    }
+}

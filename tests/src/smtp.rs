@@ -1,0 +1,208 @@
+//! Sending mail as a client would, with `swaks`: plain SMTP as another
+//! server does on port 25, STARTTLS or implicit TLS plus AUTH as a mail
+//! client does on 587/465. The certificate is verified against the test CA.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exec::{INSTALL_HINT, require, run};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// How long swaks may take for one message (Dovecot delays a failed
+/// authentication by 2 s).
+const SWAKS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A test message with a unique Message-ID and a unique token in its body,
+/// so that reading it back proves it is this message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Envelope sender and `From:`.
+    pub from: String,
+    /// Envelope recipients and `To:`.
+    pub to: Vec<String>,
+    /// `Subject:`.
+    pub subject: String,
+    /// `Message-ID:` with the angle brackets.
+    pub message_id: String,
+    /// Additional header lines, `Name: value`.
+    pub headers: Vec<String>,
+    /// The body; contains [`Message::token`].
+    pub body: String,
+    /// A string that occurs only in this message's body.
+    pub token: String,
+}
+
+impl Message {
+    /// A message from `from` to `to` with a unique Message-ID and body token.
+    pub fn new(from: &str, to: &[&str], subject: &str) -> Message {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let unique = format!(
+            "{}.{}.{nanos:x}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let token = format!("postwerk-token-{unique}");
+        Message {
+            from: from.to_owned(),
+            to: to.iter().map(|s| (*s).to_owned()).collect(),
+            subject: subject.to_owned(),
+            message_id: format!("<{unique}@postwerk.test>"),
+            headers: Vec::new(),
+            body: format!("Hello from the postwerk tests.\n\n{token}\n"),
+            token,
+        }
+    }
+
+    /// Adds a header line (`X-Spam-Flag: YES`).
+    pub fn header(mut self, line: &str) -> Message {
+        self.headers.push(line.to_owned());
+        self
+    }
+}
+
+/// How the client protects the connection.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// No TLS (another server on port 25 that does not use STARTTLS).
+    Plain,
+    /// STARTTLS, required, verifying the server against this CA file.
+    StartTls(PathBuf),
+    /// TLS from the first byte (port 465), verifying against this CA file.
+    Implicit(PathBuf),
+}
+
+/// One SMTP client session.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Port on 127.0.0.1.
+    pub port: u16,
+    /// TLS.
+    pub security: Security,
+    /// `AUTH PLAIN` with (user, password), if any.
+    pub auth: Option<(String, String)>,
+    /// The name sent in EHLO.
+    pub helo: String,
+}
+
+/// What happened: swaks' exit code and its transcript of the dialogue.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    /// swaks' exit code (0: the message was accepted).
+    pub exit_code: i32,
+    /// The SMTP dialogue as swaks printed it (`<-` server, `->` client).
+    pub text: String,
+    /// The command line that ran.
+    pub command: String,
+}
+
+impl Transcript {
+    /// True when the server accepted the message (swaks exited with 0).
+    pub fn is_accepted(&self) -> bool {
+        self.exit_code == 0
+    }
+
+    /// Server reply lines that start with `code`, e.g. `"535"` or
+    /// `"550 5.1.1"`. swaks marks server lines `<-` (`<~` inside TLS) and
+    /// adds `*` to those it considers errors (`<**`, `<~*`).
+    pub fn replies(&self, code: &str) -> Vec<&str> {
+        self.text
+            .lines()
+            .filter(|l| l.starts_with("<-") || l.starts_with("<~") || l.starts_with("<*"))
+            .map(|l| l.trim_start_matches(['<', '-', '~', '*']).trim_start())
+            .filter(|l| l.starts_with(code))
+            .collect()
+    }
+
+    /// The server's final reply to the message data (`250 2.0.0 Ok: queued
+    /// as 4Xyz`), if it accepted one.
+    pub fn queued_as(&self) -> Option<&str> {
+        self.replies("250")
+            .into_iter()
+            .find(|l| l.contains("queued as"))
+    }
+}
+
+impl std::fmt::Display for Transcript {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` exited with {}\n{}",
+            self.command, self.exit_code, self.text
+        )
+    }
+}
+
+impl Client {
+    /// A client for port 25-like service: plain, no AUTH.
+    pub fn plain(port: u16) -> Client {
+        Client {
+            port,
+            security: Security::Plain,
+            auth: None,
+            helo: "client.example.net".to_owned(),
+        }
+    }
+
+    /// A mail client on a submission port: STARTTLS verified against
+    /// `ca_file`, then AUTH PLAIN.
+    pub fn submission(port: u16, ca_file: PathBuf, user: &str, password: &str) -> Client {
+        Client {
+            port,
+            security: Security::StartTls(ca_file),
+            auth: Some((user.to_owned(), password.to_owned())),
+            helo: "client.example.net".to_owned(),
+        }
+    }
+
+    /// Sends `msg` with swaks and returns the transcript, accepted or not.
+    pub fn send(&self, msg: &Message) -> Transcript {
+        let mut cmd = Command::new(require("swaks"));
+        cmd.args(["--server", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--helo", &self.helo, "--timeout", "30"])
+            .args(["--from", &msg.from, "--to", &msg.to.join(",")])
+            .args(["--header", &format!("Subject: {}", msg.subject)])
+            .args(["--header", &format!("Message-Id: {}", msg.message_id)]);
+        for h in &msg.headers {
+            cmd.args(["--header", h]);
+        }
+        cmd.args(["--body", &msg.body]);
+        match &self.security {
+            Security::Plain => {}
+            Security::StartTls(ca) => {
+                cmd.args(["--tls", "--tls-verify", "--tls-ca-path"]).arg(ca);
+            }
+            Security::Implicit(ca) => {
+                cmd.args(["--tls-on-connect", "--tls-verify", "--tls-ca-path"])
+                    .arg(ca);
+            }
+        }
+        if let Some((user, password)) = &self.auth {
+            cmd.args([
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                user,
+                "--auth-password",
+                password,
+            ]);
+        }
+        let out = run(&mut cmd, None, SWAKS_TIMEOUT);
+        if out.stdout.contains("requires Net::SSLeay")
+            || out.stderr.contains("requires Net::SSLeay")
+        {
+            panic!(
+                "swaks cannot do TLS without Perl's Net::SSLeay (libnet-ssleay-perl): {INSTALL_HINT}"
+            );
+        }
+        Transcript {
+            exit_code: out.code(),
+            text: format!("{}{}", out.stdout, out.stderr),
+            command: out.command,
+        }
+    }
+}
