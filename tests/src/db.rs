@@ -71,6 +71,34 @@ impl Dialect {
 pub trait Database {
     /// The URL for `postwerk --database` (a user allowed to write).
     fn url(&self) -> String;
+    /// The URL for postwerk's daemons: the read-only user Postfix and
+    /// Dovecot get (the guide's `grant select`), after `grant_readers`.
+    fn reader_url(&self) -> String {
+        let vars = self.template_vars();
+        let var = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        match self.dialect() {
+            Dialect::Sqlite => self.url(),
+            Dialect::Mysql => format!(
+                "mysql://{}:{}@localhost/{}?socket={MARIADB_SOCKET}",
+                var("db_user"),
+                var("db_password"),
+                var("db_name")
+            ),
+            Dialect::Pgsql => format!(
+                "postgres://{}:{}@{}:{}/{}",
+                var("db_user"),
+                var("db_password"),
+                var("pg_host"),
+                var("pg_port"),
+                var("db_name")
+            ),
+        }
+    }
     /// Which dialect the templates need.
     fn dialect(&self) -> Dialect;
     /// Values for the template placeholders (`db_name`, `db_user`,

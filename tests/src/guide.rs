@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::cli::Postwerk;
+use crate::daemon::{Daemon, Ready};
 use crate::db::Database;
 use crate::dovecot::{self, Dovecot};
 use crate::imap::{self, Fetch};
@@ -59,8 +60,30 @@ impl Narrator {
     }
 }
 
+/// Who answers Postfix's six lookups (the guide's sql/*.cf maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookups {
+    /// The guide's own `proxy:<sql>:/etc/postfix/sql/*.cf` maps.
+    GuideSql,
+    /// postwerk-policyd over socketmap.
+    Policyd,
+}
+
+/// Starts postwerk-policyd on `db` with its socketmap at `DIR/policyd.sock`
+/// plus `extra` TOML for `[policyd]`; returns the daemon and the socket.
+pub fn start_policyd(dir: &TestDir, db: &dyn Database, extra: &str) -> (Daemon, std::path::PathBuf) {
+    let socket = dir.join("policyd.sock");
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[policyd]\nsocketmap_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n{extra}",
+        db.reader_url(),
+        socket.display()
+    );
+    let d = Daemon::start(dir, "postwerk-policyd", &config, &[Ready::Unix(socket.clone())]);
+    (d, socket)
+}
+
 /// The running mail server of one scenario. Fields drop in order: Postfix
-/// first (it stops accepting), then Dovecot.
+/// first (it stops accepting), then Dovecot, then the postwerk daemons.
 #[derive(Debug)]
 pub struct Stack {
     /// The private Postfix.
@@ -71,14 +94,32 @@ pub struct Stack {
     pub tls: TestCa,
     /// An IMAP client for the Dovecot.
     pub imap: imap::Client,
+    /// postwerk-policyd, when it answers the lookups.
+    pub policyd: Option<Daemon>,
 }
 
 impl Stack {
     /// Starts Postfix (with the guide's SQL maps on `db`) and Dovecot (with
     /// the guide's SQL passdb/userdb on `db`), wired as in the guide.
     pub fn start(dir: &TestDir, db: &dyn Database) -> Stack {
+        Stack::start_with(dir, db, Lookups::GuideSql)
+    }
+
+    /// Like [`Stack::start`], with Postfix's lookups answered by `lookups`.
+    pub fn start_with(dir: &TestDir, db: &dyn Database, lookups: Lookups) -> Stack {
+        let (maps, policyd) = match lookups {
+            Lookups::GuideSql => (Maps::sql(dir, db), None),
+            Lookups::Policyd => {
+                let (d, socket) = start_policyd(dir, db, "");
+                (Maps::socketmap(&format!("unix:{}", socket.display())), Some(d))
+            }
+        };
+        Stack::start_with_maps(dir, db, maps, policyd)
+    }
+
+    /// Starts Postfix with `maps` and Dovecot on `db`.
+    pub fn start_with_maps(dir: &TestDir, db: &dyn Database, maps: Maps, policyd: Option<Daemon>) -> Stack {
         let tls = TestCa::new(dir);
-        let maps = Maps::sql(dir, db);
         let postfix = Postfix::start(dir, &tls, &postfix::Config::guide(maps));
         let dovecot = Dovecot::start(
             dir,
@@ -92,6 +133,7 @@ impl Stack {
             dovecot,
             tls,
             imap,
+            policyd,
         }
     }
 
@@ -169,6 +211,11 @@ fn assert_reply(t: &Transcript, code: &str, what: &str) {
 /// `say`. Panics, with the transcripts and the peers' logs, at the first
 /// thing that does not behave as the guide says.
 pub fn as_written(dir: &TestDir, db: &dyn Database, say: &Narrator) {
+    scenario(dir, db, say, Lookups::GuideSql);
+}
+
+/// The guide's scenario with Postfix's lookups answered by `lookups`.
+pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, lookups: Lookups) {
     let pw = Postwerk::new(&db.url());
     let admin = |args: &[&str], stdin: Option<&str>| {
         say.command(&pw.command_line(args));
@@ -205,8 +252,19 @@ pub fn as_written(dir: &TestDir, db: &dyn Database, say: &Narrator) {
         None,
     );
 
-    say.step("starting a private Dovecot and Postfix, configured as the guide says");
-    let stack = Stack::start(dir, db);
+    match lookups {
+        Lookups::GuideSql => {
+            say.step("starting a private Dovecot and Postfix, configured as the guide says");
+        }
+        Lookups::Policyd => {
+            say.step(
+                "starting postwerk-policyd and a private Dovecot and Postfix, configured as the guide says \
+                 except that Postfix's six lookups go to policyd over socketmap",
+            );
+            say.note("main.cf: virtual_alias_maps = socketmap:unix:…/policyd.sock:aliases (and domains, mailboxes, recipient_access, sender_login, tls_policy)");
+        }
+    }
+    let stack = Stack::start_with(dir, db, lookups);
     say.note(&format!(
         "Postfix: smtp 127.0.0.1:{}, submission 127.0.0.1:{}, smtps 127.0.0.1:{} (config in {})",
         stack.postfix.smtp_port,

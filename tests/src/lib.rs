@@ -14,6 +14,7 @@
 //! - [`smtp`] (swaks) and [`imap`] (python3 imaplib) to send and read mail
 //!   as clients do;
 //! - [`cli::Postwerk`]: the workspace's `postwerk` admin command;
+//! - [`daemon::Daemon`]: a postwerk daemon of the workspace with its config;
 //! - [`guide`]: the whole scenario "the guide as written", shared by
 //!   tests/tests/guide_as_written.rs and the `postwerk-demo` binary.
 //!
@@ -29,6 +30,7 @@
 //! the Debian packages of scripts/install-deps.
 
 pub mod cli;
+pub mod daemon;
 pub mod db;
 pub mod dovecot;
 pub mod exec;

@@ -23,7 +23,7 @@
 //! the `postwerk-demo` binary. Needs root, scripts/install-deps, and
 //! `cargo build --workspace` (for the `postwerk` binary).
 
-use postwerk_tests::guide::{Narrator, as_written};
+use postwerk_tests::guide::{Lookups, Narrator, as_written, scenario};
 use postwerk_tests::{MariaDb, Postgres, Sqlite, TestDir};
 
 #[test]
@@ -45,4 +45,28 @@ fn guide_as_written_on_postgres() {
     let dir = TestDir::new("guide-postgres");
     let db = Postgres::fresh();
     as_written(&dir, &db, &Narrator::default());
+}
+
+// The same scenario with postwerk-policyd answering all six Postfix lookups
+// instead of the guide's SQL maps (issue 3).
+
+#[test]
+fn guide_with_policyd_on_sqlite() {
+    let dir = TestDir::new("policyd-sqlite");
+    let db = Sqlite::fresh(&dir);
+    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
+}
+
+#[test]
+fn guide_with_policyd_on_mariadb() {
+    let dir = TestDir::new("policyd-mariadb");
+    let db = MariaDb::fresh();
+    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
+}
+
+#[test]
+fn guide_with_policyd_on_postgres() {
+    let dir = TestDir::new("policyd-postgres");
+    let db = Postgres::fresh();
+    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
 }
