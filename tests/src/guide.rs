@@ -114,13 +114,19 @@ impl Stack {
                 (Maps::socketmap(&format!("unix:{}", socket.display())), Some(d))
             }
         };
-        Stack::start_with_maps(dir, db, maps, policyd)
+        Stack::start_with_config(dir, db, postfix::Config::guide(maps), policyd)
     }
 
-    /// Starts Postfix with `maps` and Dovecot on `db`.
-    pub fn start_with_maps(dir: &TestDir, db: &dyn Database, maps: Maps, policyd: Option<Daemon>) -> Stack {
+    /// Starts Postfix with `config` and Dovecot on `db`; `policyd` (already
+    /// running) is kept with the stack.
+    pub fn start_with_config(
+        dir: &TestDir,
+        db: &dyn Database,
+        config: postfix::Config,
+        policyd: Option<Daemon>,
+    ) -> Stack {
         let tls = TestCa::new(dir);
-        let postfix = Postfix::start(dir, &tls, &postfix::Config::guide(maps));
+        let postfix = Postfix::start(dir, &tls, &config);
         let dovecot = Dovecot::start(
             dir,
             &tls,

@@ -62,3 +62,93 @@ pub fn wait_for_unix_socket(path: &Path, timeout: Duration) -> Result<(), String
         ))
     }
 }
+
+/// A TCP forwarder between a client and a server (127.0.0.1:`port` →
+/// `target`) that a test can cut and restore, to take a database "down"
+/// for one daemon without stopping the server other tests use.
+#[derive(Debug)]
+pub struct TcpProxy {
+    /// The port clients connect to.
+    pub port: u16,
+    target: std::net::SocketAddr,
+    running: Option<ProxyRun>,
+}
+
+#[derive(Debug)]
+struct ProxyRun {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    accept: std::thread::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding from a free port to `target`.
+    pub fn start(target: std::net::SocketAddr) -> TcpProxy {
+        let mut p = TcpProxy {
+            port: free_port(),
+            target,
+            running: None,
+        };
+        p.resume();
+        p
+    }
+
+    /// Cuts every connection and refuses new ones (connection refused).
+    pub fn cut(&mut self) {
+        use std::sync::atomic::Ordering;
+        let Some(run) = self.running.take() else { return };
+        run.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag and drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        let _ = run.accept.join();
+        for c in run.conns.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Accepts and forwards again on the same port.
+    pub fn resume(&mut self) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        if self.running.is_some() {
+            return;
+        }
+        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port))
+            .unwrap_or_else(|e| panic!("proxy cannot bind 127.0.0.1:{}: {e}", self.port));
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, conns2, target) = (stop.clone(), conns.clone(), self.target);
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(target) else { continue };
+                let pairs = [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ];
+                if let Ok(mut v) = conns2.lock() {
+                    v.extend(client.try_clone().ok());
+                    v.extend(server.try_clone().ok());
+                }
+                for (from, to) in pairs {
+                    if let (Ok(mut from), Ok(mut to)) = (from, to) {
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                }
+            }
+        });
+        self.running = Some(ProxyRun { stop, conns, accept });
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

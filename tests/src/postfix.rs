@@ -122,6 +122,9 @@ pub struct Config {
     pub milters: Option<String>,
     /// `myhostname`; the guide's is mail.mysystems.tld.
     pub myhostname: String,
+    /// Lines appended to main.cf (a later line overrides the guide's value
+    /// of the same parameter), for a test that needs one change.
+    pub extra_main_cf: Vec<String>,
 }
 
 impl Config {
@@ -134,6 +137,7 @@ impl Config {
             sasl_path: "private/auth".to_owned(),
             milters: None,
             myhostname: "mail.example.org".to_owned(),
+            extra_main_cf: Vec::new(),
         }
     }
 }
@@ -222,7 +226,34 @@ impl Postfix {
             ("smtps_port", smtps_port_s),
         ];
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        dir.write("postfix/etc/main.cf", POSTFIX_MAIN_CF.render(&vars), 0o644);
+        let mut main_cf = POSTFIX_MAIN_CF.render(&vars);
+        // A test's line replaces the guide's line for the same parameter
+        // (and its continuation lines), so Postfix warns about nothing.
+        for extra in &config.extra_main_cf {
+            let name = extra.split('=').next().unwrap_or("").trim();
+            let mut out = String::new();
+            let mut skipping = false;
+            for line in main_cf.lines() {
+                let is_continuation = line.starts_with([' ', '\t']) && !line.trim().is_empty();
+                if skipping && is_continuation {
+                    continue;
+                }
+                skipping = line.split('=').next().is_some_and(|n| n.trim() == name) && line.contains('=');
+                if !skipping {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            main_cf = out;
+        }
+        if !config.extra_main_cf.is_empty() {
+            main_cf.push_str("\n# TEST: set by this test\n");
+            for line in &config.extra_main_cf {
+                main_cf.push_str(line);
+                main_cf.push('\n');
+            }
+        }
+        dir.write("postfix/etc/main.cf", main_cf, 0o644);
         dir.write(
             "postfix/etc/master.cf",
             POSTFIX_MASTER_CF.render(&vars),

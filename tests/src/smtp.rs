@@ -87,6 +87,9 @@ pub struct Client {
     pub auth: Option<(String, String)>,
     /// The name sent in EHLO.
     pub helo: String,
+    /// Local address to connect from (e.g. `127.0.0.2`, outside a test's
+    /// `mynetworks`); `None` lets the system choose (127.0.0.1).
+    pub source: Option<String>,
 }
 
 /// What happened: swaks' exit code and its transcript of the dialogue.
@@ -145,6 +148,7 @@ impl Client {
             security: Security::Plain,
             auth: None,
             helo: "client.example.net".to_owned(),
+            source: None,
         }
     }
 
@@ -156,6 +160,7 @@ impl Client {
             security: Security::StartTls(ca_file),
             auth: Some((user.to_owned(), password.to_owned())),
             helo: "client.example.net".to_owned(),
+            source: None,
         }
     }
 
@@ -169,6 +174,9 @@ impl Client {
             .args(["--header", &format!("Message-Id: {}", msg.message_id)]);
         for h in &msg.headers {
             cmd.args(["--header", h]);
+        }
+        if let Some(src) = &self.source {
+            cmd.args(["--local-interface", src]);
         }
         cmd.args(["--body", &msg.body]);
         match &self.security {
