@@ -77,6 +77,11 @@ impl Daemon {
         d
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The config file.
     pub fn config_path(&self) -> &Path {
         &self.config
