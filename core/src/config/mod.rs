@@ -6,6 +6,7 @@
 pub mod authd;
 pub mod daemon;
 pub mod error;
+pub mod lmtpd;
 pub mod policyd;
 pub mod ratelimit;
 pub mod raw;
@@ -32,7 +33,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default log level (`RUST_LOG` wins).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
-pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd"];
+pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd", "lmtpd"];
 
 /// `[database]`, validated.
 #[derive(Debug, Clone)]
@@ -98,6 +99,8 @@ pub struct Config {
     pub policyd: policyd::PolicydConfig,
     /// `[authd]`.
     pub authd: authd::AuthdConfig,
+    /// `[lmtpd]`.
+    pub lmtpd: lmtpd::LmtpdConfig,
     /// Keys the admin set (for marking defaults in `config check`).
     explicit: Vec<String>,
 }
@@ -181,6 +184,8 @@ impl Config {
         let policyd = policyd::check(&raw_policyd, &mut errors);
         let raw_authd: authd::Raw = section(&table, "authd", &mut errors);
         let authd = authd::check(&raw_authd, &mut errors);
+        let raw_lmtpd: lmtpd::Raw = section(&table, "lmtpd", &mut errors);
+        let lmtpd = lmtpd::check(&raw_lmtpd, &mut errors);
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
@@ -235,6 +240,7 @@ impl Config {
                 },
                 policyd,
                 authd,
+                lmtpd,
                 explicit,
             }),
             _ => Err(ConfigErrors { file: None, errors }),
@@ -282,6 +288,7 @@ impl Config {
         ];
         rows.extend(policyd::describe(&self.policyd));
         rows.extend(authd::describe(&self.authd));
+        rows.extend(lmtpd::describe(&self.lmtpd));
         rows.into_iter()
             .map(|(k, v)| {
                 let set_by_admin = self

@@ -15,23 +15,41 @@ use super::{Backend, Db, DbError, model::*, sql_for};
 use crate::config::Secret;
 use sqlx::Row;
 
-/// Runs a SELECT on whichever pool `$db` is and maps each row.
+/// Runs a SELECT on whichever pool `$db` is and maps each row. A query that
+/// fails because its pooled connection broke (the server restarted, an
+/// idle connection was cut) is run once more on a fresh connection: pooled
+/// connections are not pinged before use, which would double the round
+/// trips of every lookup. Reads only, so the retry is harmless.
 macro_rules! fetch_all {
     ($db:expr, $what:literal, $sql:expr, [$($bind:expr),* $(,)?], |$row:ident| $map:expr) => {{
         let sql: &'static str = $sql;
-        let res: Result<Vec<_>, sqlx::Error> = match $db {
-            Db::Sqlite(p) => sqlx::query(sql_for(sql, Backend::Sqlite))$(.bind($bind))*
-                .fetch_all(p).await
-                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
-            Db::MySql(p) => sqlx::query(sql_for(sql, Backend::MySql))$(.bind($bind))*
-                .fetch_all(p).await
-                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
-            Db::Postgres(p) => sqlx::query(sql_for(sql, Backend::Postgres))$(.bind($bind))*
-                .fetch_all(p).await
-                .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
-        };
-        res.map_err(|e| DbError::from_sqlx($what, e))
+        let mut attempt = 0;
+        loop {
+            let res: Result<Vec<_>, sqlx::Error> = match $db {
+                Db::Sqlite(p) => sqlx::query(sql_for(sql, Backend::Sqlite))$(.bind($bind))*
+                    .fetch_all(p).await
+                    .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+                Db::MySql(p) => sqlx::query(sql_for(sql, Backend::MySql))$(.bind($bind))*
+                    .fetch_all(p).await
+                    .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+                Db::Postgres(p) => sqlx::query(sql_for(sql, Backend::Postgres))$(.bind($bind))*
+                    .fetch_all(p).await
+                    .and_then(|rows| rows.iter().map(|$row| -> Result<_, sqlx::Error> { Ok($map) }).collect()),
+            };
+            match res {
+                Err(e) if attempt == 0 && is_broken_connection(&e) => {
+                    tracing::debug!(query = $what, error = %e, "pooled connection broke; retrying once");
+                    attempt += 1;
+                }
+                other => break other.map_err(|e| DbError::from_sqlx($what, e)),
+            }
+        }
     }};
+}
+
+/// Errors that mean the connection itself is gone, not the query.
+fn is_broken_connection(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed)
 }
 
 /// Runs an INSERT/UPDATE/DELETE and returns the number of rows affected.
