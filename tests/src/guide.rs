@@ -60,13 +60,49 @@ impl Narrator {
     }
 }
 
-/// Who answers Postfix's six lookups (the guide's sql/*.cf maps).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lookups {
-    /// The guide's own `proxy:<sql>:/etc/postfix/sql/*.cf` maps.
-    GuideSql,
-    /// postwerk-policyd over socketmap.
-    Policyd,
+/// Which jobs of the guide's stack postwerk daemons take over in a
+/// scenario; everything else runs as the guide says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swap {
+    /// postwerk-policyd answers Postfix's six lookups (the guide's
+    /// sql/*.cf maps) over socketmap.
+    pub policyd: bool,
+    /// postwerk-lmtpd delivers (Postfix's `virtual_transport`) instead of
+    /// Dovecot's LMTP; Dovecot's IMAP reads the same Maildirs.
+    pub lmtpd: bool,
+}
+
+impl Swap {
+    /// The guide as written.
+    pub const GUIDE: Swap = Swap {
+        policyd: false,
+        lmtpd: false,
+    };
+    /// Every postwerk daemon that exists so far.
+    pub const ALL: Swap = Swap {
+        policyd: true,
+        lmtpd: true,
+    };
+}
+
+/// Starts postwerk-lmtpd on `db`, delivering into Dovecot's `vmail_dir`
+/// tree as the guide's Dovecot would; its LMTP socket is `DIR/lmtpd.sock`.
+pub fn start_lmtpd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path) -> Daemon {
+    let socket = lmtpd_socket(dir);
+    let v = vmail_dir.display();
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[lmtpd]\nlisten = [\"unix:{}\"]\nsocket_mode = \"0666\"\n\
+         hostname = \"mail.example.org\"\nmail_home = \"{v}/mailboxes/%d/%n\"\n\
+         sieve_before = [\"{v}/sieve/global/spam-global.sieve\"]\nsieve_script = \"{v}/sieve/%d/%n/active-script.sieve\"\n",
+        db.reader_url(),
+        socket.display()
+    );
+    Daemon::start(dir, "postwerk-lmtpd", &config, &[Ready::Unix(socket)])
+}
+
+/// Where [`start_lmtpd`] listens.
+pub fn lmtpd_socket(dir: &TestDir) -> std::path::PathBuf {
+    dir.join("lmtpd.sock")
 }
 
 /// Starts postwerk-policyd on `db` with its socketmap at `DIR/policyd.sock`
@@ -96,25 +132,34 @@ pub struct Stack {
     pub imap: imap::Client,
     /// postwerk-policyd, when it answers the lookups.
     pub policyd: Option<Daemon>,
+    /// postwerk-lmtpd, when it delivers.
+    pub lmtpd: Option<Daemon>,
 }
 
 impl Stack {
     /// Starts Postfix (with the guide's SQL maps on `db`) and Dovecot (with
     /// the guide's SQL passdb/userdb on `db`), wired as in the guide.
     pub fn start(dir: &TestDir, db: &dyn Database) -> Stack {
-        Stack::start_with(dir, db, Lookups::GuideSql)
+        Stack::start_with(dir, db, Swap::GUIDE)
     }
 
-    /// Like [`Stack::start`], with Postfix's lookups answered by `lookups`.
-    pub fn start_with(dir: &TestDir, db: &dyn Database, lookups: Lookups) -> Stack {
-        let (maps, policyd) = match lookups {
-            Lookups::GuideSql => (Maps::sql(dir, db), None),
-            Lookups::Policyd => {
-                let (d, socket) = start_policyd(dir, db, "");
-                (Maps::socketmap(&format!("unix:{}", socket.display())), Some(d))
-            }
+    /// Like [`Stack::start`], with the jobs in `swap` done by postwerk.
+    pub fn start_with(dir: &TestDir, db: &dyn Database, swap: Swap) -> Stack {
+        let (maps, policyd) = if swap.policyd {
+            let (d, socket) = start_policyd(dir, db, "");
+            (Maps::socketmap(&format!("unix:{}", socket.display())), Some(d))
+        } else {
+            (Maps::sql(dir, db), None)
         };
-        Stack::start_with_config(dir, db, postfix::Config::guide(maps), policyd)
+        let mut config = postfix::Config::guide(maps);
+        if swap.lmtpd {
+            config.virtual_transport = format!("lmtp:unix:{}", lmtpd_socket(dir).display());
+        }
+        let mut stack = Stack::start_with_config(dir, db, config, policyd);
+        if swap.lmtpd {
+            stack.lmtpd = Some(start_lmtpd(dir, db, stack.dovecot.vmail_dir()));
+        }
+        stack
     }
 
     /// Starts Postfix with `config` and Dovecot on `db`; `policyd` (already
@@ -140,6 +185,7 @@ impl Stack {
             tls,
             imap,
             policyd,
+            lmtpd: None,
         }
     }
 
@@ -217,11 +263,11 @@ fn assert_reply(t: &Transcript, code: &str, what: &str) {
 /// `say`. Panics, with the transcripts and the peers' logs, at the first
 /// thing that does not behave as the guide says.
 pub fn as_written(dir: &TestDir, db: &dyn Database, say: &Narrator) {
-    scenario(dir, db, say, Lookups::GuideSql);
+    scenario(dir, db, say, Swap::GUIDE);
 }
 
-/// The guide's scenario with Postfix's lookups answered by `lookups`.
-pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, lookups: Lookups) {
+/// The guide's scenario with the jobs in `swap` done by postwerk daemons.
+pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
     let pw = Postwerk::new(&db.url());
     let admin = |args: &[&str], stdin: Option<&str>| {
         say.command(&pw.command_line(args));
@@ -258,19 +304,20 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, lookups: Looku
         None,
     );
 
-    match lookups {
-        Lookups::GuideSql => {
-            say.step("starting a private Dovecot and Postfix, configured as the guide says");
+    if swap == Swap::GUIDE {
+        say.step("starting a private Dovecot and Postfix, configured as the guide says");
+    } else {
+        say.step("starting postwerk daemons and a private Dovecot and Postfix, configured as the guide says, except:");
+        if swap.policyd {
+            say.note("postwerk-policyd answers Postfix's six lookups over socketmap instead of the guide's sql/*.cf maps:");
+            say.note("  main.cf: virtual_alias_maps = socketmap:unix:…/policyd.sock:aliases (and domains, mailboxes, recipient_access, sender_login, tls_policy)");
         }
-        Lookups::Policyd => {
-            say.step(
-                "starting postwerk-policyd and a private Dovecot and Postfix, configured as the guide says \
-                 except that Postfix's six lookups go to policyd over socketmap",
-            );
-            say.note("main.cf: virtual_alias_maps = socketmap:unix:…/policyd.sock:aliases (and domains, mailboxes, recipient_access, sender_login, tls_policy)");
+        if swap.lmtpd {
+            say.note("postwerk-lmtpd delivers into the Maildirs (quota, the guide's global Sieve) instead of Dovecot's LMTP:");
+            say.note("  main.cf: virtual_transport = lmtp:unix:…/lmtpd.sock");
         }
     }
-    let stack = Stack::start_with(dir, db, lookups);
+    let stack = Stack::start_with(dir, db, swap);
     say.note(&format!(
         "Postfix: smtp 127.0.0.1:{}, submission 127.0.0.1:{}, smtps 127.0.0.1:{} (config in {})",
         stack.postfix.smtp_port,

@@ -23,7 +23,7 @@
 //! the `postwerk-demo` binary. Needs root, scripts/install-deps, and
 //! `cargo build --workspace` (for the `postwerk` binary).
 
-use postwerk_tests::guide::{Lookups, Narrator, as_written, scenario};
+use postwerk_tests::guide::{Narrator, Swap, as_written, scenario};
 use postwerk_tests::{MariaDb, Postgres, Sqlite, TestDir};
 
 #[test]
@@ -48,25 +48,33 @@ fn guide_as_written_on_postgres() {
 }
 
 // The same scenario with postwerk-policyd answering all six Postfix lookups
-// instead of the guide's SQL maps (issue 3).
+// instead of the guide's SQL maps (issue 3), and with postwerk-lmtpd
+// delivering instead of Dovecot's LMTP (issue 5).
 
 #[test]
 fn guide_with_policyd_on_sqlite() {
     let dir = TestDir::new("policyd-sqlite");
     let db = Sqlite::fresh(&dir);
-    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
+    scenario(&dir, &db, &Narrator::default(), Swap { policyd: true, ..Swap::GUIDE });
 }
 
 #[test]
-fn guide_with_policyd_on_mariadb() {
+fn guide_with_lmtpd_on_sqlite() {
+    let dir = TestDir::new("lmtpd-sqlite");
+    let db = Sqlite::fresh(&dir);
+    scenario(&dir, &db, &Narrator::default(), Swap { lmtpd: true, ..Swap::GUIDE });
+}
+
+#[test]
+fn guide_with_postwerk_daemons_on_mariadb() {
     let dir = TestDir::new("policyd-mariadb");
     let db = MariaDb::fresh();
-    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
+    scenario(&dir, &db, &Narrator::default(), Swap::ALL);
 }
 
 #[test]
-fn guide_with_policyd_on_postgres() {
+fn guide_with_postwerk_daemons_on_postgres() {
     let dir = TestDir::new("policyd-postgres");
     let db = Postgres::fresh();
-    scenario(&dir, &db, &Narrator::default(), Lookups::Policyd);
+    scenario(&dir, &db, &Narrator::default(), Swap::ALL);
 }

@@ -1,7 +1,8 @@
 //! postwerk-demo: the mail server of the guide, run once for a person to
 //! watch. It makes a fresh SQLite database with the `postwerk` command, starts
-//! postwerk-policyd and private Postfix and Dovecot instances configured as
-//! the guide says — with Postfix's lookups going to policyd — sends
+//! postwerk-policyd and postwerk-lmtpd and private Postfix and Dovecot
+//! instances configured as the guide says — with Postfix's lookups going to
+//! policyd and delivery to lmtpd — sends
 //! mail as a mail client and as another server would, and reads it back over
 //! IMAP, printing every step and command.
 //!
@@ -16,21 +17,21 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
-use postwerk_tests::guide::{Lookups, Narrator, scenario};
+use postwerk_tests::guide::{Narrator, Swap, scenario};
 use postwerk_tests::{Database, MariaDb, Postgres, Sqlite, TestDir};
 
-const USAGE: &str = "usage: postwerk-demo [--keep] [--db sqlite|mariadb|postgres] [--guide-sql]\n\
-  --guide-sql  Postfix uses the guide's own SQL maps instead of postwerk-policyd";
+const USAGE: &str = "usage: postwerk-demo [--keep] [--db sqlite|mariadb|postgres] [--guide]\n\
+  --guide  run the guide's stack as written (SQL maps, Dovecot LMTP) instead of postwerk's daemons";
 
 fn main() -> ExitCode {
     let mut keep = false;
-    let mut lookups = Lookups::Policyd;
+    let mut swap = Swap::ALL;
     let mut backend = "sqlite".to_owned();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--keep" => keep = true,
-            "--guide-sql" => lookups = Lookups::GuideSql,
+            "--guide" => swap = Swap::GUIDE,
             "--db" => match args.next() {
                 Some(b) if ["sqlite", "mariadb", "postgres"].contains(&b.as_str()) => backend = b,
                 _ => {
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
             "postgres" => Box::new(Postgres::fresh()),
             _ => Box::new(Sqlite::fresh(&dir)),
         };
-        scenario(&dir, db.as_ref(), &Narrator::default(), lookups);
+        scenario(&dir, db.as_ref(), &Narrator::default(), swap);
         println!("\nstopping Postfix and Dovecot and cleaning up");
     }));
     match outcome {
