@@ -22,12 +22,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod daemon;
 pub mod limits;
 pub mod listen;
 pub mod notify;
 pub mod serve;
 pub mod signals;
 
+pub use daemon::{Daemon, EX_CONFIG, daemon_main};
 pub use limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, Limits};
 pub use listen::{
     ListenAddr, ListenError, Listener, LocalAddr, Peer, Stream, SystemdSocket, UnixOptions, bind,

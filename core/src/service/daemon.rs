@@ -1,0 +1,139 @@
+//! The life cycle every postwerk daemon shares (STYLE.md §6), like
+//! Postfix's `multi_server_main()`: load and check the config (exit 78 on
+//! error), start logging, bind the listeners, build what sessions share,
+//! tell systemd we are ready, serve until SIGTERM, and re-read the config on
+//! SIGHUP — swapping in the new shared state for new sessions, keeping the
+//! old config if the new one is invalid. A daemon supplies only its
+//! service through [`Daemon`].
+
+use crate::config::Config;
+use crate::service::{self, Limits, ListenError, ServeError};
+use std::fmt::Display;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// sysexits.h `EX_CONFIG`: the configuration is unusable.
+pub const EX_CONFIG: u8 = 78;
+
+/// One daemon's service, plugged into [`daemon_main`].
+pub trait Daemon: 'static {
+    /// The program name (`postwerk-policyd`), for messages.
+    const NAME: &'static str;
+    /// The bound listeners.
+    type Listeners: Send + 'static;
+    /// What every session shares (pools, compiled rules); rebuilt on reload.
+    type Shared: Send + Sync + 'static;
+    /// Why [`Daemon::shared`] failed.
+    type SharedError: Display + Send;
+
+    /// Binds the daemon's listeners from `cfg`.
+    fn bind(cfg: &Config) -> impl Future<Output = Result<Self::Listeners, ListenError>> + Send;
+    /// Builds the shared state from `cfg` (database pools connect lazily).
+    fn shared(cfg: &Config) -> Result<Arc<Self::Shared>, Self::SharedError>;
+    /// Connection limits from `cfg`.
+    fn limits(cfg: &Config) -> Limits;
+    /// Whether a reload changed settings that only a restart applies
+    /// (listeners, limits).
+    fn needs_restart(old: &Config, new: &Config) -> bool;
+    /// A one-line description of the config for the start-up log.
+    fn describe(cfg: &Config) -> String;
+    /// Serves until `shutdown`, each new session taking the current shared
+    /// state from `current`.
+    fn run(
+        limits: Limits,
+        listeners: Self::Listeners,
+        current: watch::Receiver<Arc<Self::Shared>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send;
+}
+
+/// Runs daemon `D` with the config at `path` (default path when `None`):
+/// the whole process life cycle. Returns the process exit code.
+pub fn daemon_main<D: Daemon>(path: Option<PathBuf>) -> ExitCode {
+    let cfg = match Config::load(path.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}: {e}", D::NAME);
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Err(e) = crate::log::init(&cfg.log.level) {
+        eprintln!("{}: {e}", D::NAME);
+        return ExitCode::from(EX_CONFIG);
+    }
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run::<D>(path, cfg))
+}
+
+async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
+    let listeners = match D::bind(&cfg).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(error = %e, "cannot listen");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let shared = match D::shared(&cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "bad configuration");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let (tx, rx) = watch::channel(shared);
+    let mut reloads = match service::reload_stream() {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot handle SIGHUP");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limits = D::limits(&cfg);
+    info!(config = %D::describe(&cfg), database = %cfg.database.url, "{} started", D::NAME);
+    tokio::spawn(async move {
+        let mut active = cfg;
+        while reloads.recv().await.is_some() {
+            service::notify_reloading();
+            match Config::load(path.as_deref()) {
+                Err(e) => error!(error = %e, "reload: invalid configuration; keeping the old one"),
+                Ok(new) => {
+                    if D::needs_restart(&active, &new) {
+                        warn!("reload: listeners or connection limits changed; takes effect on restart");
+                    }
+                    match D::shared(&new) {
+                        Ok(s) => {
+                            let _ = tx.send(s);
+                            info!("configuration reloaded");
+                            active = new;
+                        }
+                        Err(e) => error!(error = %e, "reload: bad configuration; keeping the old one"),
+                    }
+                }
+            }
+            service::notify_ready();
+        }
+    });
+    service::notify_ready();
+    let res = D::run(limits, listeners, rx, service::terminate()).await;
+    service::notify_stopping();
+    match res {
+        Ok(()) => {
+            info!("{} stopped", D::NAME);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!(error = %e, "cannot serve");
+            ExitCode::FAILURE
+        }
+    }
+}
