@@ -167,8 +167,16 @@ pub struct AuthdConfig {
 /// Checks `[authd]`.
 pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
     let default_auth = vec![DEFAULT_AUTH_LISTEN.to_owned()];
-    let auth_listen = check_listen("[authd].auth_listen", raw.auth_listen.as_ref().unwrap_or(&default_auth), errors);
-    let dict_listen = check_listen("[authd].dict_listen", raw.dict_listen.as_deref().unwrap_or(&[]), errors);
+    let auth_listen = check_listen(
+        "[authd].auth_listen",
+        raw.auth_listen.as_ref().unwrap_or(&default_auth),
+        errors,
+    );
+    let dict_listen = check_listen(
+        "[authd].dict_listen",
+        raw.dict_listen.as_deref().unwrap_or(&[]),
+        errors,
+    );
     if auth_listen.is_empty() && dict_listen.is_empty() && raw.auth_listen.is_some() {
         errors.push(ConfigError::new(
             "[authd].auth_listen",
@@ -182,16 +190,24 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
         MAX_FAILURE_DELAY,
         errors,
     );
-    let lookup_timeout =
-        check_duration("[authd].lookup_timeout", raw.lookup_timeout.as_deref(), DEFAULT_LOOKUP_TIMEOUT, errors);
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let lookup_timeout = check_duration(
+        "[authd].lookup_timeout",
+        raw.lookup_timeout.as_deref(),
+        DEFAULT_LOOKUP_TIMEOUT,
+        errors,
+    );
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let verify_parallelism = match raw.verify_parallelism {
         None => cpus,
         Some(n) if (1..=1024).contains(&n) => n,
         Some(n) => {
             errors.push(ConfigError::new(
                 "[authd].verify_parallelism",
-                format!("{n} is out of range; allowed 1 to 1024 (default: the number of CPUs, {cpus})"),
+                format!(
+                    "{n} is out of range; allowed 1 to 1024 (default: the number of CPUs, {cpus})"
+                ),
             ));
             cpus
         }
@@ -212,8 +228,12 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
         MAX_LOGIN_CACHE_TTL,
         errors,
     );
-    let backoff =
-        check_duration("[authd].bruteforce_backoff", raw.bruteforce_backoff.as_deref(), DEFAULT_BRUTEFORCE_BACKOFF, errors);
+    let backoff = check_duration(
+        "[authd].bruteforce_backoff",
+        raw.bruteforce_backoff.as_deref(),
+        DEFAULT_BRUTEFORCE_BACKOFF,
+        errors,
+    );
     let backoff_max = check_duration(
         "[authd].bruteforce_backoff_max",
         raw.bruteforce_backoff_max.as_deref(),
@@ -230,8 +250,12 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
             ),
         ));
     }
-    let window =
-        check_duration("[authd].bruteforce_window", raw.bruteforce_window.as_deref(), DEFAULT_BRUTEFORCE_WINDOW, errors);
+    let window = check_duration(
+        "[authd].bruteforce_window",
+        raw.bruteforce_window.as_deref(),
+        DEFAULT_BRUTEFORCE_WINDOW,
+        errors,
+    );
     const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
     if let Some(url) = &raw.redis_url
         && !REDIS_SCHEMES.iter().any(|s| url.starts_with(s))
@@ -250,13 +274,20 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
         ));
     }
     let bruteforce = BruteForceConfig {
-        ip_failures: raw.bruteforce_ip_failures.unwrap_or(DEFAULT_BRUTEFORCE_IP_FAILURES),
-        account_failures: raw.bruteforce_account_failures.unwrap_or(DEFAULT_BRUTEFORCE_ACCOUNT_FAILURES),
+        ip_failures: raw
+            .bruteforce_ip_failures
+            .unwrap_or(DEFAULT_BRUTEFORCE_IP_FAILURES),
+        account_failures: raw
+            .bruteforce_account_failures
+            .unwrap_or(DEFAULT_BRUTEFORCE_ACCOUNT_FAILURES),
         backoff,
         backoff_max,
         window,
         redis_url: raw.redis_url.clone(),
-        redis_prefix: raw.redis_prefix.clone().unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+        redis_prefix: raw
+            .redis_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
     };
     AuthdConfig {
         auth_listen,
@@ -286,7 +317,10 @@ fn bounded_duration(
         None => default,
         Some(Ok(d)) if d <= max => d,
         Some(Ok(_)) => {
-            errors.push(ConfigError::new(key, format!("at most {}", format_duration(max))));
+            errors.push(ConfigError::new(
+                key,
+                format!("at most {}", format_duration(max)),
+            ));
             default
         }
         Some(Err(e)) => {
@@ -299,7 +333,9 @@ fn bounded_duration(
 /// Checks a `home` template: absolute, only `%u`, `%n`, `%d`, `%%`.
 pub fn check_home(t: &str) -> Result<(), String> {
     if !t.starts_with('/') {
-        return Err(format!("`{t}` must be an absolute path such as \"{DEFAULT_HOME}\""));
+        return Err(format!(
+            "`{t}` must be an absolute path such as \"{DEFAULT_HOME}\""
+        ));
     }
     if t.contains('\n') || t.contains('\t') || t.contains('\0') {
         return Err("must not contain tabs, newlines or NUL".into());
@@ -345,7 +381,13 @@ pub fn expand_home(t: &str, local: &str, domain: &str) -> String {
     out
 }
 
-fn resolve_id(key: &str, raw: Option<&RawId>, needed: bool, is_user: bool, errors: &mut Vec<ConfigError>) -> Option<u32> {
+fn resolve_id(
+    key: &str,
+    raw: Option<&RawId>,
+    needed: bool,
+    is_user: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Option<u32> {
     let what = if is_user { "user" } else { "group" };
     let by_name = |name: &str| -> Result<Option<u32>, String> {
         if is_user {
@@ -362,7 +404,10 @@ fn resolve_id(key: &str, raw: Option<&RawId>, needed: bool, is_user: bool, error
         Some(RawId::Number(n)) => match u32::try_from(*n) {
             Ok(v) if v < u32::MAX => Some(v),
             _ => {
-                errors.push(ConfigError::new(key, format!("{n} is not a valid {what} id")));
+                errors.push(ConfigError::new(
+                    key,
+                    format!("{n} is not a valid {what} id"),
+                ));
                 None
             }
         },
@@ -373,7 +418,10 @@ fn resolve_id(key: &str, raw: Option<&RawId>, needed: bool, is_user: bool, error
                 None
             }
             Err(e) => {
-                errors.push(ConfigError::new(key, format!("cannot look up {what} `{name}`: {e}")));
+                errors.push(ConfigError::new(
+                    key,
+                    format!("cannot look up {what} `{name}`: {e}"),
+                ));
                 None
             }
         },
@@ -396,22 +444,63 @@ pub fn describe(a: &AuthdConfig) -> Vec<(String, String)> {
     let id = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_else(|| "(none)".into());
     let b = &a.bruteforce;
     let mut rows = vec![
-        ("[authd].auth_listen".to_owned(), super::list(&a.auth_listen)),
-        ("[authd].dict_listen".to_owned(), super::list(&a.dict_listen)),
-        ("[authd].auth_failure_delay".to_owned(), format_duration(a.failure_delay)),
-        ("[authd].lookup_timeout".to_owned(), format_duration(a.lookup_timeout)),
-        ("[authd].verify_parallelism".to_owned(), a.verify_parallelism.to_string()),
-        ("[authd].plaintext_on_insecure".to_owned(), a.plaintext_on_insecure.to_string()),
+        (
+            "[authd].auth_listen".to_owned(),
+            super::list(&a.auth_listen),
+        ),
+        (
+            "[authd].dict_listen".to_owned(),
+            super::list(&a.dict_listen),
+        ),
+        (
+            "[authd].auth_failure_delay".to_owned(),
+            format_duration(a.failure_delay),
+        ),
+        (
+            "[authd].lookup_timeout".to_owned(),
+            format_duration(a.lookup_timeout),
+        ),
+        (
+            "[authd].verify_parallelism".to_owned(),
+            a.verify_parallelism.to_string(),
+        ),
+        (
+            "[authd].plaintext_on_insecure".to_owned(),
+            a.plaintext_on_insecure.to_string(),
+        ),
         ("[authd].home".to_owned(), a.home.clone()),
         ("[authd].uid".to_owned(), id(a.uid)),
         ("[authd].gid".to_owned(), id(a.gid)),
-        ("[authd].login_cache_ttl".to_owned(), format_duration(a.login_cache_ttl)),
-        ("[authd].bruteforce_ip_failures".to_owned(), b.ip_failures.to_string()),
-        ("[authd].bruteforce_account_failures".to_owned(), b.account_failures.to_string()),
-        ("[authd].bruteforce_backoff".to_owned(), format_duration(b.backoff)),
-        ("[authd].bruteforce_backoff_max".to_owned(), format_duration(b.backoff_max)),
-        ("[authd].bruteforce_window".to_owned(), format_duration(b.window)),
-        ("[authd].redis_url".to_owned(), b.redis_url.clone().unwrap_or_else(|| "(none: in-process)".into())),
+        (
+            "[authd].login_cache_ttl".to_owned(),
+            format_duration(a.login_cache_ttl),
+        ),
+        (
+            "[authd].bruteforce_ip_failures".to_owned(),
+            b.ip_failures.to_string(),
+        ),
+        (
+            "[authd].bruteforce_account_failures".to_owned(),
+            b.account_failures.to_string(),
+        ),
+        (
+            "[authd].bruteforce_backoff".to_owned(),
+            format_duration(b.backoff),
+        ),
+        (
+            "[authd].bruteforce_backoff_max".to_owned(),
+            format_duration(b.backoff_max),
+        ),
+        (
+            "[authd].bruteforce_window".to_owned(),
+            format_duration(b.window),
+        ),
+        (
+            "[authd].redis_url".to_owned(),
+            b.redis_url
+                .clone()
+                .unwrap_or_else(|| "(none: in-process)".into()),
+        ),
         ("[authd].redis_prefix".to_owned(), b.redis_prefix.clone()),
     ];
     rows.extend(super::daemon::describe_service("authd", &a.service));
@@ -423,10 +512,15 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<AuthdConfig, Vec<ConfigError>> {
-        let raw: Raw = toml::from_str(text).map_err(|e| vec![ConfigError::new("(toml)", e.to_string())])?;
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| vec![ConfigError::new("(toml)", e.to_string())])?;
         let mut errors = Vec::new();
         let c = check(&raw, &mut errors);
-        if errors.is_empty() { Ok(c) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(c)
+        } else {
+            Err(errors)
+        }
     }
 
     #[test]
@@ -442,7 +536,10 @@ mod tests {
     #[test]
     fn keys_are_named_in_errors() {
         for (text, key) in [
-            ("auth_failure_delay = \"2 weeks\"", "[authd].auth_failure_delay"),
+            (
+                "auth_failure_delay = \"2 weeks\"",
+                "[authd].auth_failure_delay",
+            ),
             ("auth_failure_delay = \"5m\"", "[authd].auth_failure_delay"),
             ("verify_parallelism = 0", "[authd].verify_parallelism"),
             ("home = \"mailboxes/%d\"", "[authd].home"),
@@ -450,18 +547,27 @@ mod tests {
             ("uid = -3", "[authd].uid"),
             ("gid = \"no-such-group-here\"", "[authd].gid"),
             ("login_cache_ttl = \"2h\"", "[authd].login_cache_ttl"),
-            ("bruteforce_backoff = \"1m\"\nbruteforce_backoff_max = \"10s\"", "[authd].bruteforce_backoff_max"),
+            (
+                "bruteforce_backoff = \"1m\"\nbruteforce_backoff_max = \"10s\"",
+                "[authd].bruteforce_backoff_max",
+            ),
             ("redis_url = \"localhost\"", "[authd].redis_url"),
             ("lookup_timeout = \"0\"", "[authd].lookup_timeout"),
         ] {
             let e = parse(text).unwrap_err();
-            assert!(e.iter().any(|e| e.to_string().contains(key)), "{text}: {e:?}");
+            assert!(
+                e.iter().any(|e| e.to_string().contains(key)),
+                "{text}: {e:?}"
+            );
         }
     }
 
     #[test]
     fn home_expands() {
-        assert_eq!(expand_home(DEFAULT_HOME, "user", "example.org"), "/var/vmail/mailboxes/example.org/user");
+        assert_eq!(
+            expand_home(DEFAULT_HOME, "user", "example.org"),
+            "/var/vmail/mailboxes/example.org/user"
+        );
         assert_eq!(expand_home("/h/%u/%%", "a", "b.c"), "/h/a@b.c/%");
     }
 

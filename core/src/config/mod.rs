@@ -7,6 +7,7 @@ pub mod authd;
 pub mod daemon;
 pub mod error;
 pub mod lmtpd;
+pub mod milterd;
 pub mod policyd;
 pub mod ratelimit;
 pub mod raw;
@@ -33,7 +34,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default log level (`RUST_LOG` wins).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
-pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd", "lmtpd"];
+pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd", "lmtpd", "milterd"];
 
 /// `[database]`, validated.
 #[derive(Debug, Clone)]
@@ -101,6 +102,8 @@ pub struct Config {
     pub authd: authd::AuthdConfig,
     /// `[lmtpd]`.
     pub lmtpd: lmtpd::LmtpdConfig,
+    /// `[milterd]`.
+    pub milterd: milterd::MilterdConfig,
     /// Keys the admin set (for marking defaults in `config check`).
     explicit: Vec<String>,
 }
@@ -186,6 +189,8 @@ impl Config {
         let authd = authd::check(&raw_authd, &mut errors);
         let raw_lmtpd: lmtpd::Raw = section(&table, "lmtpd", &mut errors);
         let lmtpd = lmtpd::check(&raw_lmtpd, &mut errors);
+        let raw_milterd: milterd::Raw = section(&table, "milterd", &mut errors);
+        let milterd = milterd::check(&raw_milterd, &mut errors);
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
@@ -241,6 +246,7 @@ impl Config {
                 policyd,
                 authd,
                 lmtpd,
+                milterd,
                 explicit,
             }),
             _ => Err(ConfigErrors { file: None, errors }),
@@ -289,6 +295,7 @@ impl Config {
         rows.extend(policyd::describe(&self.policyd));
         rows.extend(authd::describe(&self.authd));
         rows.extend(lmtpd::describe(&self.lmtpd));
+        rows.extend(milterd::describe(&self.milterd));
         rows.into_iter()
             .map(|(k, v)| {
                 let set_by_admin = self
