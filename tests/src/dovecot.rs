@@ -37,6 +37,10 @@ pub struct Config {
     pub auth_socket: PathBuf,
     /// The domain of `postmaster_address` (the guide's mysystems.tld).
     pub mail_domain: String,
+    /// `Some(socket)`: passdb and userdb use `driver = dict` through
+    /// postwerk-authd's dict socket (contrib/dovecot/dovecot-dict-auth.conf.ext)
+    /// instead of the guide's `driver = sql`.
+    pub auth_dict: Option<PathBuf>,
 }
 
 impl Config {
@@ -46,6 +50,7 @@ impl Config {
             lmtp_socket: postfix_private_dir.join("dovecot-lmtp"),
             auth_socket: postfix_private_dir.join("auth"),
             mail_domain: "example.org".to_owned(),
+            auth_dict: None,
         }
     }
 }
@@ -111,6 +116,25 @@ impl Dovecot {
             0o440,
         );
 
+        let (auth_driver, auth_args) = match &config.auth_dict {
+            None => ("sql", sql_conf.clone()),
+            Some(socket) => {
+                let contrib = include_str!("../../contrib/dovecot/dovecot-dict-auth.conf.ext");
+                let text: String = contrib
+                    .lines()
+                    .map(|l| {
+                        if l.trim_start().starts_with("uri =") {
+                            format!("uri = proxy:{}:authdict", socket.display())
+                        } else {
+                            l.to_owned()
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                ("dict", dir.write("dovecot/dovecot-dict-auth.conf.ext", text + "\n", 0o444))
+            }
+        };
+
         let imap_port = free_port();
         let sieve_port = free_port();
         let instance_name = format!(
@@ -135,6 +159,8 @@ impl Dovecot {
             ("auth_socket", d(&config.auth_socket)),
             ("mail_domain", config.mail_domain.clone()),
             ("sql_conf", d(&sql_conf)),
+            ("auth_driver", auth_driver.to_owned()),
+            ("auth_args", d(&auth_args)),
             ("vmail_dir", d(&vmail_dir)),
         ];
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -70,6 +70,9 @@ pub struct Swap {
     /// postwerk-lmtpd delivers (Postfix's `virtual_transport`) instead of
     /// Dovecot's LMTP; Dovecot's IMAP reads the same Maildirs.
     pub lmtpd: bool,
+    /// postwerk-authd checks Postfix's SMTP AUTH (`smtpd_sasl_path`) and
+    /// answers Dovecot's passdb/userdb (`driver = dict`) for IMAP logins.
+    pub authd: bool,
 }
 
 impl Swap {
@@ -77,11 +80,13 @@ impl Swap {
     pub const GUIDE: Swap = Swap {
         policyd: false,
         lmtpd: false,
+        authd: false,
     };
     /// Every postwerk daemon that exists so far.
     pub const ALL: Swap = Swap {
         policyd: true,
         lmtpd: true,
+        authd: true,
     };
 }
 
@@ -98,6 +103,23 @@ pub fn start_lmtpd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path
         socket.display()
     );
     Daemon::start(dir, "postwerk-lmtpd", &config, &[Ready::Unix(socket)])
+}
+
+/// Starts postwerk-authd on `db`: the auth-client socket for Postfix at
+/// `DIR/authd-auth.sock` and the dict socket for Dovecot at
+/// `DIR/authd-dict.sock`; homes under `vmail_dir` as the guide's Dovecot.
+pub fn start_authd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
+    let (auth, dict) = (dir.join("authd-auth.sock"), dir.join("authd-dict.sock"));
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[authd]\nauth_listen = [\"unix:{}\"]\ndict_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n\
+         home = \"{}/mailboxes/%d/%n\"\n",
+        db.reader_url(),
+        auth.display(),
+        dict.display(),
+        vmail_dir.display()
+    );
+    let d = Daemon::start(dir, "postwerk-authd", &config, &[Ready::Unix(auth.clone()), Ready::Unix(dict.clone())]);
+    (d, auth, dict)
 }
 
 /// Where [`start_lmtpd`] listens.
@@ -134,6 +156,8 @@ pub struct Stack {
     pub policyd: Option<Daemon>,
     /// postwerk-lmtpd, when it delivers.
     pub lmtpd: Option<Daemon>,
+    /// postwerk-authd, when it authenticates.
+    pub authd: Option<Daemon>,
 }
 
 impl Stack {
@@ -155,7 +179,16 @@ impl Stack {
         if swap.lmtpd {
             config.virtual_transport = format!("lmtp:unix:{}", lmtpd_socket(dir).display());
         }
-        let mut stack = Stack::start_with_config(dir, db, config, policyd);
+        let (authd, auth_dict) = if swap.authd {
+            // The same tree Dovecot::start makes (DIR/vmail).
+            let (d, auth, dict) = start_authd(dir, db, &dir.join("vmail"));
+            config.sasl_path = auth.display().to_string();
+            (Some(d), Some(dict))
+        } else {
+            (None, None)
+        };
+        let mut stack = Stack::start_full(dir, db, config, auth_dict, policyd);
+        stack.authd = authd;
         if swap.lmtpd {
             stack.lmtpd = Some(start_lmtpd(dir, db, stack.dovecot.vmail_dir()));
         }
@@ -170,14 +203,23 @@ impl Stack {
         config: postfix::Config,
         policyd: Option<Daemon>,
     ) -> Stack {
+        Stack::start_full(dir, db, config, None, policyd)
+    }
+
+    /// Starts Postfix with `config` and Dovecot on `db`, its passdb/userdb
+    /// through authd's dict socket when `auth_dict` is set.
+    pub fn start_full(
+        dir: &TestDir,
+        db: &dyn Database,
+        config: postfix::Config,
+        auth_dict: Option<std::path::PathBuf>,
+        policyd: Option<Daemon>,
+    ) -> Stack {
         let tls = TestCa::new(dir);
         let postfix = Postfix::start(dir, &tls, &config);
-        let dovecot = Dovecot::start(
-            dir,
-            &tls,
-            db,
-            &dovecot::Config::guide(&postfix.private_dir()),
-        );
+        let mut dovecot_config = dovecot::Config::guide(&postfix.private_dir());
+        dovecot_config.auth_dict = auth_dict;
+        let dovecot = Dovecot::start(dir, &tls, db, &dovecot_config);
         let imap = imap::Client::new(dir, dovecot.imap_port, tls.ca_file.clone());
         Stack {
             postfix,
@@ -186,6 +228,7 @@ impl Stack {
             imap,
             policyd,
             lmtpd: None,
+            authd: None,
         }
     }
 
@@ -315,6 +358,10 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         if swap.lmtpd {
             say.note("postwerk-lmtpd delivers into the Maildirs (quota, the guide's global Sieve) instead of Dovecot's LMTP:");
             say.note("  main.cf: virtual_transport = lmtp:unix:…/lmtpd.sock");
+        }
+        if swap.authd {
+            say.note("postwerk-authd checks SMTP AUTH for Postfix and answers Dovecot's passdb/userdb for IMAP logins:");
+            say.note("  master.cf: -o smtpd_sasl_path=…/authd-auth.sock; dovecot.conf: passdb/userdb { driver = dict }");
         }
     }
     let stack = Stack::start_with(dir, db, swap);

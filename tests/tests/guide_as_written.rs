@@ -49,7 +49,8 @@ fn guide_as_written_on_postgres() {
 
 // The same scenario with postwerk-policyd answering all six Postfix lookups
 // instead of the guide's SQL maps (issue 3), and with postwerk-lmtpd
-// delivering instead of Dovecot's LMTP (issue 5).
+// delivering instead of Dovecot's LMTP (issue 5), and with postwerk-authd
+// checking SMTP AUTH and Dovecot's logins (issue 4).
 
 #[test]
 fn guide_with_policyd_on_sqlite() {
@@ -63,6 +64,20 @@ fn guide_with_lmtpd_on_sqlite() {
     let dir = TestDir::new("lmtpd-sqlite");
     let db = Sqlite::fresh(&dir);
     scenario(&dir, &db, &Narrator::default(), Swap { lmtpd: true, ..Swap::GUIDE });
+}
+
+#[test]
+fn guide_with_authd_on_sqlite() {
+    let dir = TestDir::new("authd-sqlite");
+    let db = Sqlite::fresh(&dir);
+    scenario(&dir, &db, &Narrator::default(), Swap { authd: true, ..Swap::GUIDE });
+}
+
+#[test]
+fn guide_with_postwerk_daemons_on_sqlite() {
+    let dir = TestDir::new("postwerk-sqlite");
+    let db = Sqlite::fresh(&dir);
+    scenario(&dir, &db, &Narrator::default(), Swap::ALL);
 }
 
 #[test]

@@ -1,0 +1,274 @@
+//! postwerk-milterd against the real Postfix (issue 6, part 1):
+//!
+//! - a private Postfix of the guide with `smtpd_milters` and
+//!   `non_smtpd_milters` pointing at milterd over TCP;
+//! - keys made with `postwerk dkim keygen` (RSA-2048 and Ed25519, dual
+//!   signing), records printed by `postwerk dkim show --json`;
+//! - mail submitted with AUTH (swaks, submission port) arrives in the
+//!   mailbox (read back over IMAP) with two `DKIM-Signature`s, from the
+//!   account's own address and from an alias of it, and both signatures
+//!   verify with python3-dkim (dkimpy) against the published records;
+//! - mail from another server (port 25) is not signed; a domain without a
+//!   key passes unsigned and milterd's log names the missing file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use postwerk_tests::cli::Postwerk;
+use postwerk_tests::daemon::{Daemon, Ready};
+use postwerk_tests::exec::{require, run};
+use postwerk_tests::guide::Stack;
+use postwerk_tests::net::free_port;
+use postwerk_tests::postfix::{self, Maps};
+use postwerk_tests::smtp::Message;
+use postwerk_tests::{Database, Sqlite, TestDir};
+
+const PASSWORD: &str = "s3cret pass";
+const USER: &str = "user1@example.org";
+const ALIAS: &str = "alias@example.org";
+/// An account of a domain that has no DKIM key.
+const KEYLESS: &str = "info@example.net";
+
+/// dkimpy verifies every DKIM-Signature of the message in argv[1] with the
+/// DNS answers of the JSON object in argv[2] (name → TXT value) and prints
+/// one line per signature: `<index> <d=> <s=> <a=> pass|fail`.
+const VERIFY_PY: &str = r#"
+import dkim, json, re, sys
+msg = open(sys.argv[1], 'rb').read()
+records = json.load(open(sys.argv[2]))
+def dnsfunc(name, timeout=5):
+    n = name.decode() if isinstance(name, bytes) else name
+    v = records.get(n.rstrip('.') + '.')
+    return v.encode() if v is not None else None
+head = msg.split(b'\r\n\r\n', 1)[0]
+count = len(re.findall(rb'(?im)^dkim-signature:', head))
+for i in range(count):
+    d = dkim.DKIM(msg)
+    ok = d.verify(idx=i, dnsfunc=dnsfunc)
+    print(i, d.domain.decode(), d.selector.decode(), d.signature_fields.get(b'a', b'').decode(), 'pass' if ok else 'fail')
+"#;
+
+fn provision(db: &dyn Database, pw: &Postwerk) {
+    let stdin = format!("{PASSWORD}\n");
+    for args in [
+        &["db", "init"][..],
+        &["domain", "add", "example.org"],
+        &["domain", "add", "example.net"],
+        &["account", "add", USER, "--password-stdin"],
+        &["account", "add", KEYLESS, "--password-stdin"],
+        &["alias", "add", ALIAS, USER],
+    ] {
+        pw.run(args, Some(&stdin));
+    }
+    db.grant_readers();
+}
+
+/// Verifies every signature of `message` with dkimpy; returns the lines.
+fn dkimpy_verify(dir: &TestDir, message: &str, records: &BTreeMap<String, String>) -> Vec<String> {
+    // IMAP gives the stored message; make sure its lines end in CRLF, as
+    // on the wire.
+    let crlf = message.replace("\r\n", "\n").replace('\n', "\r\n");
+    let msg_path = dir.write("verify/message.eml", crlf, 0o644);
+    let dns_path = dir.write(
+        "verify/dns.json",
+        serde_json::to_string(records).unwrap(),
+        0o644,
+    );
+    // Debian's python3 has the dkim module; another python3 first on PATH
+    // may not.
+    let mut cmd = Command::new(require("/usr/bin/python3"));
+    cmd.args(["-c", VERIFY_PY]).arg(&msg_path).arg(&dns_path);
+    let out = run(&mut cmd, None, Duration::from_secs(60)).assert_success();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+fn header_count(message: &str, name: &str) -> usize {
+    header_values(message, name).len()
+}
+
+/// The unfolded values of header `name`.
+fn header_values(message: &str, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in message.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(c) = current.as_mut() {
+                c.push_str(line);
+            }
+            continue;
+        }
+        out.extend(current.take());
+        if let Some((n, v)) = line.split_once(':')
+            && n.eq_ignore_ascii_case(name)
+        {
+            current = Some(v.to_owned());
+        }
+    }
+    out.extend(current);
+    out
+}
+
+#[test]
+fn submitted_mail_is_dkim_signed_with_rsa_and_ed25519_and_verifies() {
+    let dir = TestDir::new("milterd-sign");
+    let db = Sqlite::fresh(&dir);
+    let keys = dir.mkdir("dkim", 0o750);
+    let port = free_port();
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\n\n[milterd.dkim]\nselector = [\"rsa2026\", \"ed2026\"]\npath = \"{}/$domain.$selector.key\"\n",
+        db.reader_url(),
+        keys.display()
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(&db, &pw);
+
+    // The admin's steps: make the keys, print the records to publish.
+    let out = pw.run(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.org",
+            "--selector",
+            "rsa2026",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("rsa2026._domainkey.example.org. IN TXT ( \"v=DKIM1; k=rsa; p="),
+        "{out}"
+    );
+    let out = pw.run(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.org",
+            "--selector",
+            "ed2026",
+            "--algo",
+            "ed25519",
+        ],
+        None,
+    );
+    assert!(
+        out.contains("ed2026._domainkey.example.org. IN TXT \"v=DKIM1; k=ed25519; p="),
+        "{out}"
+    );
+    for sel in ["rsa2026", "ed2026"] {
+        let path = keys.join(format!("example.org.{sel}.key"));
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.mode() & 0o777, 0o440, "{}", path.display());
+    }
+    let shown: serde_json::Value =
+        serde_json::from_str(&pw.run(&["--json", "dkim", "show", "example.org"], None)).unwrap();
+    let mut records = BTreeMap::new();
+    for r in shown.as_array().unwrap() {
+        let strings: Vec<&str> = r["txt_strings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(strings.iter().all(|s| s.len() <= 255));
+        records.insert(r["name"].as_str().unwrap().to_owned(), strings.concat());
+    }
+    assert_eq!(records.len(), 2, "{shown}");
+
+    let mut milterd = Daemon::start(&dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
+    let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    let stack = Stack::start_with_config(&dir, &db, pf, None);
+
+    // Submission with AUTH: own address and an alias of the login.
+    let own =
+        Message::new(USER, &[USER], "signed by milterd").header("To: Someone <user1@example.org>");
+    let t = stack.submission(USER, PASSWORD).send(&own);
+    assert!(t.is_accepted(), "{t}");
+    let from_alias = Message::new(ALIAS, &[USER], "signed for the alias");
+    let t = stack.submission(USER, PASSWORD).send(&from_alias);
+    assert!(t.is_accepted(), "{t}");
+    // From another server: incoming, not signed.
+    let incoming = Message::new("someone@elsewhere.test", &[USER], "incoming");
+    let t = stack.inbound().send(&incoming);
+    assert!(t.is_accepted(), "{t}");
+    // A domain of ours without a key: unsigned, and the log says which file.
+    let keyless = Message::new(KEYLESS, &[USER], "no key for example.net");
+    let t = stack.submission(KEYLESS, PASSWORD).send(&keyless);
+    assert!(t.is_accepted(), "{t}");
+
+    for msg in [&own, &from_alias] {
+        let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", msg);
+        assert_eq!(header_count(&stored, "DKIM-Signature"), 2, "{stored}");
+        let lines = dkimpy_verify(&dir, &stored, &records);
+        assert_eq!(lines.len(), 2, "{lines:?}\n{stored}");
+        let mut algos: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split(' ').nth(3).unwrap_or(""))
+            .collect();
+        algos.sort();
+        assert_eq!(algos, ["ed25519-sha256", "rsa-sha256"], "{lines:?}");
+        for l in &lines {
+            assert!(
+                l.contains(" example.org ") && l.ends_with(" pass"),
+                "dkimpy: {l}\n{stored}"
+            );
+        }
+        // Relaxed/relaxed with From, To and Subject over-signed.
+        let sig = header_values(&stored, "DKIM-Signature")
+            .into_iter()
+            .next()
+            .unwrap();
+        let sig: String = sig.split_whitespace().collect();
+        assert!(sig.contains("c=relaxed/relaxed"), "{sig}");
+        let h = sig
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_ascii_lowercase();
+        let h: Vec<&str> = h.split(':').collect();
+        for name in ["from", "to", "subject"] {
+            assert_eq!(
+                h.iter().filter(|n| **n == name).count(),
+                2,
+                "{name} not over-signed: {h:?}"
+            );
+        }
+    }
+    // A broken copy must fail: the verifier is not just saying yes.
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &own);
+    let tampered = stored.replace("signed by milterd", "signed by someone else");
+    let lines = dkimpy_verify(&dir, &tampered, &records);
+    assert!(lines.iter().all(|l| l.ends_with(" fail")), "{lines:?}");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &incoming);
+    assert_eq!(header_count(&stored, "DKIM-Signature"), 0, "{stored}");
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &keyless);
+    assert_eq!(header_count(&stored, "DKIM-Signature"), 0, "{stored}");
+    let log = milterd.log();
+    let missing = keys.join("example.net.rsa2026.key");
+    assert!(
+        log.contains("no DKIM key file") && log.contains(&missing.display().to_string()),
+        "milterd did not log the missing key file {}:\n{log}",
+        missing.display()
+    );
+    assert!(log.contains("signed"), "{log}");
+    drop(stack);
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
