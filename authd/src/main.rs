@@ -1,16 +1,17 @@
-//! postwerk-authd: Postfix SASL (Dovecot auth-client) and Dovecot dict passdb/userdb on the
-//! vmail database. See the crate documentation (lib.rs) for what it does.
+//! postwerk-authd: Postfix SASL (Dovecot auth-client) and Dovecot dict
+//! passdb/userdb on the vmail database. See the crate documentation (lib.rs)
+//! for what it does; the process life cycle is
+//! `postwerk_core::service::daemon_main`.
 
 use clap::Parser;
+use postwerk_authd::{Listeners, Shared};
 use postwerk_core::config::Config;
-use postwerk_core::service;
+use postwerk_core::service::{self, Daemon, Limits, ListenError, ServeError};
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use tracing::{error, info, warn};
-
-/// sysexits.h EX_CONFIG.
-const EX_CONFIG: u8 = 78;
+use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,110 +25,40 @@ struct Args {
     config: Option<PathBuf>,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let cfg = match Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprint!("postwerk-authd: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    if let Err(e) = postwerk_core::log::init(&cfg.log.level) {
-        eprintln!("postwerk-authd: {e}");
-        return ExitCode::from(EX_CONFIG);
+struct Authd;
+
+impl Daemon for Authd {
+    const NAME: &'static str = "postwerk-authd";
+    type Listeners = Listeners;
+    type Shared = Shared;
+    type SharedError = postwerk_core::db::DbError;
+
+    fn bind(cfg: &Config) -> impl Future<Output = Result<Listeners, ListenError>> + Send {
+        postwerk_authd::bind(cfg)
     }
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(run(args.config, cfg))
+    fn shared(cfg: &Config) -> Result<Arc<Shared>, Self::SharedError> {
+        postwerk_authd::shared(cfg)
+    }
+    fn limits(cfg: &Config) -> Limits {
+        cfg.authd.service.limits
+    }
+    fn needs_restart(old: &Config, new: &Config) -> bool {
+        let (o, n) = (&old.authd, &new.authd);
+        o.auth_listen != n.auth_listen || o.dict_listen != n.dict_listen || o.service.limits != n.service.limits
+    }
+    fn describe(cfg: &Config) -> String {
+        format!("auth {:?}, dict {:?}", cfg.authd.auth_listen, cfg.authd.dict_listen)
+    }
+    fn run(
+        limits: Limits,
+        listeners: Listeners,
+        current: watch::Receiver<Arc<Shared>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = Result<(), ServeError>> + Send {
+        postwerk_authd::run(limits, listeners, current, shutdown)
+    }
 }
 
-async fn run(path: Option<PathBuf>, cfg: Config) -> ExitCode {
-    let listeners = match postwerk_authd::bind(&cfg).await {
-        Ok(l) => l,
-        Err(e) => {
-            error!(error = %e, "cannot listen");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    let shared = match postwerk_authd::shared(&cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "bad database configuration");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    let (tx, rx) = tokio::sync::watch::channel(shared);
-    let mut reloads = match service::reload_stream() {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot handle SIGHUP");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cfg = Arc::new(cfg);
-    let reload_cfg = cfg.clone();
-    tokio::spawn(async move {
-        let mut active = reload_cfg;
-        while reloads.recv().await.is_some() {
-            service::notify_reloading();
-            match Config::load(path.as_deref()) {
-                Err(e) => error!(error = %e, "reload: invalid configuration; keeping the old one"),
-                Ok(new) => {
-                    let listen_changed =
-                        format!("{:?}{:?}", new.authd.auth_listen, new.authd.dict_listen)
-                            != format!(
-                                "{:?}{:?}",
-                                active.authd.auth_listen, active.authd.dict_listen
-                            );
-                    if listen_changed || new.authd.service.limits != active.authd.service.limits {
-                        warn!(
-                            "reload: listeners or connection limits changed; takes effect on restart"
-                        );
-                    }
-                    match postwerk_authd::shared(&new) {
-                        Ok(s) => {
-                            let _ = tx.send(s);
-                            info!("configuration reloaded");
-                            active = Arc::new(new);
-                        }
-                        Err(e) => {
-                            error!(error = %e, "reload: bad database configuration; keeping the old one")
-                        }
-                    }
-                }
-            }
-            service::notify_ready();
-        }
-    });
-    info!(
-        auth = ?cfg.authd.auth_listen,
-        dict = ?cfg.authd.dict_listen,
-        database = %cfg.database.url,
-        "postwerk-authd started"
-    );
-    service::notify_ready();
-    let res = postwerk_authd::run(
-        cfg.authd.service.limits,
-        listeners,
-        rx,
-        service::terminate(),
-    )
-    .await;
-    service::notify_stopping();
-    match res {
-        Ok(()) => {
-            info!("postwerk-authd stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            error!(error = %e, "cannot serve");
-            ExitCode::FAILURE
-        }
-    }
+fn main() -> ExitCode {
+    service::daemon_main::<Authd>(Args::parse().config)
 }

@@ -53,6 +53,9 @@ enum Command {
     Tlspolicy(cmd::tlspolicy::TlsPolicyCmd),
     /// Make or test a Dovecot password hash, like `doveadm pw`
     Pw(cmd::pw::PwArgs),
+    /// DKIM keys for postwerk-milterd and their DNS records
+    #[command(subcommand)]
+    Dkim(cmd::dkim::DkimCmd),
     /// Check the configuration file
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
             Command::Alias(c) => cmd::alias::run(&ctx, c).await,
             Command::Tlspolicy(c) => cmd::tlspolicy::run(&ctx, c).await,
             Command::Config(c) => cmd::config::run(&ctx, c).await,
+            Command::Dkim(c) => cmd::dkim::run(&ctx, c).await,
             Command::Pw(_) => Ok(()),
         };
         ctx.close().await;

@@ -5,6 +5,7 @@ pub mod account;
 pub mod alias;
 pub mod config;
 pub mod db;
+pub mod dkim;
 pub mod domain;
 pub mod pw;
 pub mod tlspolicy;

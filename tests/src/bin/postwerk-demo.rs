@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     }));
     match outcome {
         Ok(()) => {
-            println!("\nThe guide works as written with postwerk. All steps passed.");
+            println!("\nAll steps passed.");
             ExitCode::SUCCESS
         }
         Err(_) => {

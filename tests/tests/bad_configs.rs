@@ -1,0 +1,54 @@
+//! tests/bad-configs: every postwerk program refuses every case with exit
+//! status 78 (EX_CONFIG) and the expected reason, before it binds anything.
+//! Each case is a directory with `postwerk.toml` and `expected-error`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use postwerk_tests::cli::workspace_binary;
+
+/// The programs and the arguments that make them read the config.
+const PROGRAMS: &[(&str, &[&str])] = &[
+    ("postwerk", &["domain", "list"]),
+    ("postwerk-policyd", &[]),
+    ("postwerk-lmtpd", &[]),
+    ("postwerk-authd", &[]),
+];
+
+#[test]
+fn every_program_refuses_every_bad_config_for_its_reason() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bad-configs");
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
+    let mut failures = Vec::new();
+    for (program, args) in PROGRAMS {
+        let bin = workspace_binary(program);
+        for case in &cases {
+            let expected = std::fs::read_to_string(case.join("expected-error")).unwrap();
+            let expected = expected.trim();
+            let out = Command::new(&bin)
+                .arg("--config")
+                .arg(case.join("postwerk.toml"))
+                .args(*args)
+                .env_remove("POSTWERK_DATABASE_URL")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.code() != Some(78) || !err.contains(expected) {
+                failures.push(format!(
+                    "{program} {}: exit {:?}, expected `{expected}` in:\n{err}",
+                    case.file_name().unwrap().to_string_lossy(),
+                    out.status.code()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
