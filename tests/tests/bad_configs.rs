@@ -15,6 +15,7 @@ const PROGRAMS: &[(&str, &[&str])] = &[
     ("postwerk-policyd", &[]),
     ("postwerk-lmtpd", &[]),
     ("postwerk-authd", &[]),
+    ("postwerk-milterd", &[]),
 ];
 
 #[test]
