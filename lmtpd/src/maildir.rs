@@ -158,6 +158,25 @@ pub struct Stored {
     pub size: u64,
 }
 
+/// How many line feeds are not preceded by a carriage return: what
+/// Dovecot adds to the file size for `,W=` (the size with CRLF line ends).
+/// A line that already ends in CRLF counts once, as Dovecot counts it;
+/// otherwise Dovecot renames the file and drops its cache record ("Maildir
+/// filename has wrong W value").
+pub fn bare_lfs(parts: &[&[u8]]) -> u64 {
+    let mut prev = 0u8;
+    let mut n = 0;
+    for p in parts {
+        for &b in *p {
+            if b == b'\n' && prev != b'\r' {
+                n += 1;
+            }
+            prev = b;
+        }
+    }
+    n
+}
+
 /// Stores `parts` (concatenated: the headers we add, then the message with
 /// LF line ends) into the Maildir `dir`: `tmp/`, fsync, rename into `new/`
 /// (or `cur/` with a `:2,` info part when there are flags), fsync the
@@ -166,11 +185,7 @@ pub struct Stored {
 /// (see [`keyword_letters`]).
 pub fn store(dir: &Path, parts: &[&[u8]], info: &str, hostname: &str, owner: Owner) -> io::Result<Stored> {
     let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
-    let lfs: u64 = parts
-        .iter()
-        .map(|p| p.iter().filter(|&&b| b == b'\n').count() as u64)
-        .sum();
-    let vsize = size + lfs;
+    let vsize = size + bare_lfs(parts);
     let unique = unique_name(hostname);
     let tmp = dir.join("tmp").join(&unique);
     let result = (|| {
@@ -324,6 +339,15 @@ pub fn info(flags: &[char], keyword_letters: &[char]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtual_size_counts_only_bare_line_feeds() {
+        // issue found by the demo: a header folded with CRLF inside an
+        // LF-ended message made W too large and Dovecot dropped the record
+        assert_eq!(bare_lfs(&[b"a\nb\r\nc\n"]), 2);
+        assert_eq!(bare_lfs(&[b"a\r", b"\nb\n"]), 1, "CR and LF split across parts");
+        assert_eq!(bare_lfs(&[]), 0);
+    }
 
     #[test]
     fn store_names_sizes_and_flags() {

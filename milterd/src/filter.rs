@@ -375,11 +375,10 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
             values,
         }) => {
             for value in &values {
-                let value = if s.has_leading_space {
-                    format!(" {value}")
-                } else {
-                    value.clone()
-                };
+                // The milter protocol folds header values with bare LF;
+                // Postfix stores a CR of "\r\n\t" as part of the line.
+                let value = value.replace("\r\n", "\n");
+                let value = if s.has_leading_space { format!(" {value}") } else { value };
                 // Index 0: the very top, above Postfix's own Received:
                 // (milter.md §4.2), where signatures are expected.
                 if let Err(e) = cx.actions.insert_header(0, "DKIM-Signature", value).await {

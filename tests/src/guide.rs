@@ -73,6 +73,9 @@ pub struct Swap {
     /// postwerk-authd checks Postfix's SMTP AUTH (`smtpd_sasl_path`) and
     /// answers Dovecot's passdb/userdb (`driver = dict`) for IMAP logins.
     pub authd: bool,
+    /// postwerk-milterd is Postfix's milter (`smtpd_milters`, the guide's
+    /// Rspamd) and DKIM-signs outgoing mail.
+    pub milterd: bool,
 }
 
 impl Swap {
@@ -81,12 +84,14 @@ impl Swap {
         policyd: false,
         lmtpd: false,
         authd: false,
+        milterd: false,
     };
     /// Every postwerk daemon that exists so far.
     pub const ALL: Swap = Swap {
         policyd: true,
         lmtpd: true,
         authd: true,
+        milterd: true,
     };
 }
 
@@ -120,6 +125,19 @@ pub fn start_authd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path
     );
     let d = Daemon::start(dir, "postwerk-authd", &config, &[Ready::Unix(auth.clone()), Ready::Unix(dict.clone())]);
     (d, auth, dict)
+}
+
+/// The DKIM selector of the scenario's key.
+pub const DKIM_SELECTOR: &str = "demo2026";
+
+/// postwerk.toml for `postwerk dkim` and postwerk-milterd: keys in
+/// `DIR/dkim/$domain.$selector.key`, milter on `port`.
+pub fn milterd_config(dir: &TestDir, db: &dyn Database, port: u16) -> String {
+    format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\n\n[milterd.dkim]\nselector = [\"{DKIM_SELECTOR}\"]\npath = \"{}/$domain.$selector.key\"\n",
+        db.reader_url(),
+        dir.join("dkim").display()
+    )
 }
 
 /// Where [`start_lmtpd`] listens.
@@ -158,6 +176,8 @@ pub struct Stack {
     pub lmtpd: Option<Daemon>,
     /// postwerk-authd, when it authenticates.
     pub authd: Option<Daemon>,
+    /// postwerk-milterd, when it is the milter.
+    pub milterd: Option<Daemon>,
 }
 
 impl Stack {
@@ -187,8 +207,14 @@ impl Stack {
         } else {
             (None, None)
         };
+        let milterd = swap.milterd.then(|| {
+            let port = crate::net::free_port();
+            config.milters = Some(format!("inet:127.0.0.1:{port}"));
+            Daemon::start(dir, "postwerk-milterd", &milterd_config(dir, db, port), &[Ready::Tcp(port)])
+        });
         let mut stack = Stack::start_full(dir, db, config, auth_dict, policyd);
         stack.authd = authd;
+        stack.milterd = milterd;
         if swap.lmtpd {
             stack.lmtpd = Some(start_lmtpd(dir, db, stack.dovecot.vmail_dir()));
         }
@@ -229,6 +255,7 @@ impl Stack {
             policyd,
             lmtpd: None,
             authd: None,
+            milterd: None,
         }
     }
 
@@ -347,6 +374,16 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         None,
     );
 
+    if swap.milterd {
+        say.step("making a DKIM key for example.org with `postwerk dkim keygen` (milterd signs with it)");
+        let config = dir.write("postwerk.toml", milterd_config(dir, db, 0), 0o644);
+        dir.mkdir("dkim", 0o750);
+        let pwc = Postwerk::new(&db.url()).with_config(config);
+        let args = ["dkim", "keygen", "--domain", DOMAIN, "--selector", DKIM_SELECTOR];
+        say.command(&pwc.command_line(&args));
+        let out = pwc.run(&args, None);
+        say.note(out.trim_end());
+    }
     if swap == Swap::GUIDE {
         say.step("starting a private Dovecot and Postfix, configured as the guide says");
     } else {
@@ -358,6 +395,10 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         if swap.lmtpd {
             say.note("postwerk-lmtpd delivers into the Maildirs (quota, the guide's global Sieve) instead of Dovecot's LMTP:");
             say.note("  main.cf: virtual_transport = lmtp:unix:…/lmtpd.sock");
+        }
+        if swap.milterd {
+            say.note("postwerk-milterd is Postfix's milter (the guide's Rspamd) and DKIM-signs outgoing mail:");
+            say.note("  main.cf: smtpd_milters = inet:127.0.0.1:…, non_smtpd_milters = the same");
         }
         if swap.authd {
             say.note("postwerk-authd checks SMTP AUTH for Postfix and answers Dovecot's passdb/userdb for IMAP logins:");
@@ -496,6 +537,17 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         !message.contains("X-Mailer: postwerk-tests"),
         "the guide's submission_header_cleanup did not remove X-Mailer:\n{message}"
     );
+    if swap.milterd {
+        let sig = message
+            .lines()
+            .find(|l| l.starts_with("DKIM-Signature:"))
+            .unwrap_or_else(|| panic!("submitted mail was not DKIM-signed by milterd:\n{message}"));
+        assert!(
+            message.contains(&format!("d={DOMAIN};")) && message.contains(&format!("s={DKIM_SELECTOR};")),
+            "unexpected signature:\n{message}"
+        );
+        say.note(&format!("{USER} INBOX: signed by milterd: {}", sig.chars().take(72).collect::<String>()));
+    }
     // quota = 2048 (MB) in the accounts row → Dovecot's quota_rule
     // *:storage=2048M → IMAP reports the limit in KiB (RFC 2087).
     assert!(
