@@ -627,3 +627,39 @@ async fn missing_tables_are_reported() {
     assert!(e.is_temporary());
     f.drop_db().await;
 }
+
+async fn change_probe_sees_every_write(db: &Db) {
+    fixture(db).await;
+    let mut probe = ChangeProbe::new(db.clone());
+    let m0 = probe.marker().await.unwrap();
+    assert_eq!(probe.marker().await.unwrap(), m0, "no write, same marker");
+    db.account_set_enabled("user1", "example.org", false).await.unwrap();
+    let m1 = probe.marker().await.unwrap();
+    assert_ne!(m1, m0, "an UPDATE changes the marker");
+    db.alias_add(&alias(Some("new"), "example.org", "user1", "example.org", true)).await.unwrap();
+    let m2 = probe.marker().await.unwrap();
+    assert_ne!(m2, m1, "an INSERT changes the marker");
+    db.tlspolicy_del("gmx.de").await.unwrap();
+    assert_ne!(probe.marker().await.unwrap(), m2, "a DELETE changes the marker");
+}
+
+#[tokio::test]
+async fn sqlite_change_probe() {
+    let f = Fresh::sqlite().await;
+    change_probe_sees_every_write(&f.db).await;
+    f.drop_db().await;
+}
+
+#[tokio::test]
+async fn mariadb_change_probe() {
+    let f = Fresh::mysql().await;
+    change_probe_sees_every_write(&f.db).await;
+    f.drop_db().await;
+}
+
+#[tokio::test]
+async fn postgres_change_probe() {
+    let f = Fresh::postgres().await;
+    change_probe_sees_every_write(&f.db).await;
+    f.drop_db().await;
+}

@@ -42,8 +42,10 @@
 //! # Config (`[policyd]` in postwerk.toml)
 //! `socketmap_listen`, `tcp_table_listen` (`MAP=ADDRESS`), `policy_listen`,
 //! `socket_mode`, `socket_owner`, `socket_group`, `max_connections`,
-//! `idle_timeout`, `shutdown_timeout`, `lookup_timeout`, `cache_ttl` (0 =
-//! off), `max_request`, `sender_login_check` (off / authenticated / all),
+//! `idle_timeout`, `shutdown_timeout`, `lookup_timeout`, `cache_ttl`
+//! (default 60s, 0 = no cache), `cache_check_interval` (default 1s: the
+//! tables are checked for changes this often and any change empties the
+//! cache, so admins' changes apply within a second), `max_request`, `sender_login_check` (off / authenticated / all),
 //! `[policyd.ratelimit]` (`messages_per_hour`, `recipients_per_hour`,
 //! `redis_url`, `redis_prefix`, `[[policyd.ratelimit.override]]` with
 //! `match` = account or domain). SIGHUP re-reads the file; listener changes
@@ -118,6 +120,7 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
         p.lookup_timeout,
         p.cache_ttl,
     ));
+    lookup.start_change_watch(p.cache_check_interval);
     let policy = PolicyService::new(
         lookup.clone(),
         p.sender_login_check,

@@ -11,10 +11,12 @@
 //! aliases found through the stripped key.
 
 use postwerk_core::address::{Address, normalize_domain};
-use postwerk_core::db::{Db, DbError, RecipientAccess};
+use postwerk_core::db::{ChangeProbe, Db, DbError, RecipientAccess};
 use postwerk_core::error::{Transience, Transient};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tracing::{debug, warn};
 use std::time::{Duration, Instant};
 
 /// Text Postfix shows for a send-only account at RCPT:
@@ -104,27 +106,40 @@ impl Transient for LookupError {
     }
 }
 
-/// Answers lookups from the vmail database.
+/// Answers lookups from the vmail database, through a cache that keeps
+/// answers until the tables change: a watcher task asks the database every
+/// `cache_check_interval` whether anything changed ([`ChangeProbe`]) and
+/// empties the cache when it did — or when it cannot tell (database down:
+/// lookups then reach the database and answer TEMP, as without a cache).
 #[derive(Debug)]
 pub struct Lookup {
     db: Db,
     delimiter: String,
     timeout: Duration,
     cache_ttl: Duration,
+    generation: AtomicU64,
     cache: Mutex<HashMap<(Map, String), Cached>>,
 }
 
-/// A cached answer and when it was looked up.
-type Cached = (Instant, Option<String>);
+/// A cached answer, the cache generation it belongs to and when it was
+/// looked up.
+#[derive(Debug)]
+struct Cached {
+    generation: u64,
+    at: Instant,
+    answer: Option<String>,
+}
 
 impl Lookup {
-    /// `delimiter` is `recipient_delimiter` (each character a delimiter).
+    /// `delimiter` is `recipient_delimiter` (each character a delimiter);
+    /// `cache_ttl` zero turns the cache off.
     pub fn new(db: Db, delimiter: &str, timeout: Duration, cache_ttl: Duration) -> Self {
         Self {
             db,
             delimiter: delimiter.to_owned(),
             timeout,
             cache_ttl,
+            generation: AtomicU64::new(0),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -134,37 +149,103 @@ impl Lookup {
         &self.db
     }
 
+    /// Starts the task that empties the cache when the tables change,
+    /// checking every `interval`. It ends when the `Lookup` is dropped.
+    pub fn start_change_watch(self: &Arc<Self>, interval: Duration) {
+        if self.cache_ttl.is_zero() {
+            return;
+        }
+        let weak: Weak<Lookup> = Arc::downgrade(self);
+        let mut probe = ChangeProbe::new(self.db.clone());
+        let deadline = self.timeout;
+        tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(lookup) = weak.upgrade() else { break };
+                match tokio::time::timeout(deadline, probe.marker()).await {
+                    Ok(Ok(marker)) => {
+                        if last.as_ref() != Some(&marker) {
+                            if last.is_some() {
+                                debug!("vmail tables changed; cache emptied");
+                            }
+                            lookup.invalidate();
+                            last = Some(marker);
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        if last.is_some() {
+                            warn!(error = %e, "cannot check the database for changes; cache emptied");
+                        }
+                        lookup.invalidate();
+                        last = None;
+                    }
+                    Err(_) => {
+                        if last.is_some() {
+                            warn!("checking the database for changes timed out; cache emptied");
+                        }
+                        lookup.invalidate();
+                        last = None;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Forgets every cached answer.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+
     /// Looks `key` up in `map` within the lookup deadline. `Ok(None)` is
     /// "not found".
     pub async fn lookup(&self, map: Map, key: &str) -> Result<Option<String>, LookupError> {
-        if !self.cache_ttl.is_zero()
-            && let Some(hit) = self.cached(map, key)
-        {
+        let caching = !self.cache_ttl.is_zero();
+        if caching && let Some(hit) = self.cached(map, key) {
             return Ok(hit);
         }
+        // Read before the query: an answer that raced with a change is
+        // stored under the old generation and never served.
+        let generation = self.generation.load(Ordering::Acquire);
         let answer = tokio::time::timeout(self.timeout, self.lookup_uncached(map, key))
             .await
             .map_err(|_| LookupError::Timeout(self.timeout))??;
-        if !self.cache_ttl.is_zero() {
-            self.remember(map, key, &answer);
+        if caching {
+            self.remember(map, key, generation, &answer);
         }
         Ok(answer)
     }
 
     fn cached(&self, map: Map, key: &str) -> Option<Option<String>> {
+        let generation = self.generation.load(Ordering::Acquire);
         let cache = self.cache.lock().ok()?;
         match cache.get(&(map, key.to_owned())) {
-            Some((at, v)) if at.elapsed() < self.cache_ttl => Some(v.clone()),
+            Some(c) if c.generation == generation && c.at.elapsed() < self.cache_ttl => Some(c.answer.clone()),
             _ => None,
         }
     }
 
-    fn remember(&self, map: Map, key: &str, answer: &Option<String>) {
+    fn remember(&self, map: Map, key: &str, generation: u64, answer: &Option<String>) {
         if let Ok(mut cache) = self.cache.lock() {
+            if generation != self.generation.load(Ordering::Acquire) {
+                return;
+            }
             if cache.len() >= CACHE_MAX_ENTRIES {
                 cache.clear();
             }
-            cache.insert((map, key.to_owned()), (Instant::now(), answer.clone()));
+            cache.insert(
+                (map, key.to_owned()),
+                Cached {
+                    generation,
+                    at: Instant::now(),
+                    answer: answer.clone(),
+                },
+            );
         }
     }
 

@@ -17,6 +17,13 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(330);
 /// Our own deadline for one lookup; Postfix gives up after 100 s, we answer
 /// `TIMEOUT` long before that.
 pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a cached answer may live at most. Answers are also dropped as
+/// soon as the tables change (see [`DEFAULT_CACHE_CHECK_INTERVAL`]), so
+/// this only bounds memory and the effect of a missed change.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(60);
+/// How often policyd asks the database whether the vmail tables changed;
+/// a change empties the cache, so an admin's change is seen within this.
+pub const DEFAULT_CACHE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Largest request accepted (a key is at most an address of 320 bytes;
 /// policy requests are about 1 KiB).
 pub const DEFAULT_MAX_REQUEST: usize = 16 * 1024;
@@ -45,6 +52,7 @@ pub struct Raw {
     pub policy_listen: Option<Vec<String>>,
     pub lookup_timeout: Option<String>,
     pub cache_ttl: Option<String>,
+    pub cache_check_interval: Option<String>,
     pub max_request: Option<usize>,
     pub socket_mode: Option<String>,
     pub socket_owner: Option<String>,
@@ -82,8 +90,11 @@ pub struct PolicydConfig {
     pub policy_listen: Vec<ListenAddr>,
     /// Deadline of one lookup (`lookup_timeout`).
     pub lookup_timeout: Duration,
-    /// Cache answers this long (`cache_ttl`); zero (the default) is off.
+    /// Keep answers at most this long (`cache_ttl`); zero turns the cache
+    /// off.
     pub cache_ttl: Duration,
+    /// Check the tables for changes this often (`cache_check_interval`).
+    pub cache_check_interval: Duration,
     /// Largest request in bytes (`max_request`).
     pub max_request: usize,
     /// Shared listener settings.
@@ -148,7 +159,7 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         errors,
     );
     let cache_ttl = match raw.cache_ttl.as_deref() {
-        None => Duration::ZERO,
+        None => DEFAULT_CACHE_TTL,
         Some(s) => match super::units::parse_duration(s) {
             Ok(d) if d <= Duration::from_secs(3600) => d,
             Ok(_) => {
@@ -164,6 +175,12 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
             }
         },
     };
+    let cache_check_interval = check_duration(
+        "[policyd].cache_check_interval",
+        raw.cache_check_interval.as_deref(),
+        DEFAULT_CACHE_CHECK_INTERVAL,
+        errors,
+    );
     let max_request = raw.max_request.unwrap_or(DEFAULT_MAX_REQUEST);
     if !(512..=1_048_576).contains(&max_request) {
         errors.push(ConfigError::new(
@@ -205,6 +222,7 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         policy_listen,
         lookup_timeout,
         cache_ttl,
+        cache_check_interval,
         max_request,
         service: check_service("policyd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
     }
@@ -254,6 +272,10 @@ pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
         (
             "[policyd].cache_ttl".to_owned(),
             super::units::format_duration(p.cache_ttl),
+        ),
+        (
+            "[policyd].cache_check_interval".to_owned(),
+            super::units::format_duration(p.cache_check_interval),
         ),
         (
             "[policyd].max_request".to_owned(),

@@ -8,6 +8,7 @@ pub mod queries;
 
 pub use error::DbError;
 pub use model::*;
+pub use queries::ChangeProbe;
 /// The driver's error type, for code that must build one (tests).
 pub use sqlx::Error as SqlxError;
 
