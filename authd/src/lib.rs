@@ -18,7 +18,10 @@
 //!   dict }` and `userdb { driver = dict }`. The passdb answer carries the
 //!   stored hash (Dovecot verifies it); the userdb answer carries `home`,
 //!   `uid`, `gid` and `quota_rule=*:storage=<quota>M`; send-only accounts
-//!   have no userdb entry; iteration serves `doveadm ... -A`.
+//!   have no userdb entry; iteration serves `doveadm ... -A`. The same
+//!   socket serves Dovecot 2.4, which has no dict passdb/userdb, through
+//!   `contrib/dovecot/postwerk-authd.lua` (`passdb lua` / `userdb lua`),
+//!   which speaks this protocol from Lua.
 //!
 //! # main.cf / dovecot.conf
 //! ```text
@@ -76,7 +79,8 @@
 //! Mechanisms PLAIN and LOGIN only (no CRAM-MD5/SCRAM: the guide stores
 //! SHA512-CRYPT hashes). No master users (a PLAIN authzid other than the
 //! login name fails with `code=authz_fail`). Dovecot 2.4 removed the dict
-//! passdb/userdb; use Dovecot 2.3 for the dict service. Postfix 3.7 shows
+//! passdb/userdb; it reaches the dict service through the Lua script of
+//! `contrib/dovecot/` (tested under 2.3's `driver = lua` only). Postfix 3.7 shows
 //! every failure as 535, temporary or not.
 //!
 //! # See also

@@ -1,6 +1,8 @@
 //! Real peers: the `postwerk-authd` binary serving a private Dovecot 2.3
 //! (`dovecot -c FILE`, passdb/userdb `driver = dict` pointing at authd's
-//! dict socket, exactly as `contrib/dovecot/` configures it), driven by
+//! dict socket, exactly as `contrib/dovecot/` configures it, or `driver =
+//! lua` running `contrib/dovecot/postwerk-authd.lua`, the Dovecot 2.4 path,
+//! with Debian's dovecot-auth-lua and lua-socket), driven by
 //! `doveadm auth test`, `auth lookup` and `user`; and `doveadm auth test -a`
 //! straight against authd's auth-client socket, the protocol Postfix's
 //! `smtpd_sasl_type = dovecot` speaks. A missing dovecot or doveadm fails
@@ -19,6 +21,15 @@ use std::time::{Duration, Instant};
 /// Readiness deadline for each peer.
 const READY: Duration = Duration::from_secs(20);
 
+/// How the private Dovecot reaches authd for its passdb/userdb.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    /// `driver = dict` + `contrib/dovecot/dovecot-dict-auth.conf.ext` (2.3).
+    Dict,
+    /// `driver = lua` + `contrib/dovecot/postwerk-authd.lua` (2.4 and 2.3).
+    Lua,
+}
+
 struct Fixture {
     dir: Option<tempfile::TempDir>,
     path: PathBuf,
@@ -29,8 +40,8 @@ struct Fixture {
 
 impl Fixture {
     /// authd on `database_url` (the fixture database if `None`) and a
-    /// private Dovecot using it through the dict protocol.
-    async fn start(database_url: Option<&str>) -> Self {
+    /// private Dovecot using it through `backend`.
+    async fn start(database_url: Option<&str>, backend: Backend) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         // Dovecot's auth process (user dovecot) must reach the dict socket.
@@ -56,17 +67,40 @@ impl Fixture {
             .stderr(log)
             .spawn()
             .expect("start postwerk-authd");
-        // The dict-auth file is contrib's, with the socket path replaced.
+        // The dict-auth file (or the Lua script) is contrib's, with the
+        // socket path replaced, as the admin would edit it for Dovecot 2.3.
+        let file = match backend {
+            Backend::Dict => "dovecot-dict-auth.conf.ext",
+            Backend::Lua => "postwerk-authd.lua",
+        };
         let contrib = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../contrib/dovecot/dovecot-dict-auth.conf.ext"),
+                .join("../contrib/dovecot")
+                .join(file),
         )
-        .expect("contrib/dovecot/dovecot-dict-auth.conf.ext");
-        std::fs::write(
-            path.join("dovecot-dict-auth.conf.ext"),
-            contrib.replace("/run/postwerk/authd-dict", &dict_sock.display().to_string()),
-        )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("contrib/dovecot/{file}: {e}"));
+        let installed = contrib.replace(
+            "\"/run/postwerk/authd-dict\"",
+            &format!("\"{}\"", dict_sock.display()),
+        );
+        let installed = installed.replace(
+            "proxy:/run/postwerk/authd-dict:",
+            &format!("proxy:{}:", dict_sock.display()),
+        );
+        assert_ne!(installed, contrib, "socket path not found in {file}");
+        std::fs::write(path.join(file), installed).unwrap();
+        let drivers = match backend {
+            Backend::Dict => format!(
+                "passdb {{\n  driver = dict\n  args = {p}/{file}\n}}\n\
+userdb {{\n  driver = dict\n  args = {p}/{file}\n}}\n",
+                p = path.display()
+            ),
+            Backend::Lua => format!(
+                "passdb {{\n  driver = lua\n  args = file={p}/{file} blocking=yes\n}}\n\
+userdb {{\n  driver = lua\n  args = file={p}/{file} blocking=yes\n}}\n",
+                p = path.display()
+            ),
+        };
         let dovecot_conf = path.join("dovecot.conf");
         std::fs::create_dir_all(path.join("run")).unwrap();
         std::fs::create_dir_all(path.join("state")).unwrap();
@@ -76,9 +110,7 @@ impl Fixture {
             format!(
                 "base_dir = {p}/run\ninstance_name = postwerk-authd-test-{pid}-{n}\nstate_dir = {p}/state\nlog_path = {p}/dovecot.log\n\
 protocols =\nssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\nauth_username_format = %Lu\nauth_debug = yes\n\
-auth_failure_delay = 0\nfirst_valid_uid = 1\nmail_location = maildir:~/mail:LAYOUT=fs\n\
-passdb {{\n  driver = dict\n  args = {p}/dovecot-dict-auth.conf.ext\n}}\n\
-userdb {{\n  driver = dict\n  args = {p}/dovecot-dict-auth.conf.ext\n}}\n",
+auth_failure_delay = 0\nfirst_valid_uid = 1\nmail_location = maildir:~/mail:LAYOUT=fs\n{drivers}",
                 pid = std::process::id(),
                 n = path.file_name().unwrap().to_string_lossy().replace('.', ""),
             ),
@@ -186,10 +218,9 @@ impl Drop for Fixture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dovecot_dict_passdb_userdb_and_doveadm_against_authd() {
-    let f = Fixture::start(None).await;
-
+/// What Dovecot answers through authd, whichever backend: passdb (Dovecot
+/// verifies the hash), userdb fields, send-only and iteration.
+fn assert_dovecot_passdb_userdb(f: &Fixture) {
     // passdb through Dovecot → authd dict → Dovecot verifies the hash.
     let (rc, out) = f.doveadm(&[
         "auth",
@@ -271,6 +302,12 @@ async fn dovecot_dict_passdb_userdb_and_doveadm_against_authd() {
         ],
         "{out}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_dict_passdb_userdb_and_doveadm_against_authd() {
+    let f = Fixture::start(None, Backend::Dict).await;
+    assert_dovecot_passdb_userdb(&f);
 
     // doveadm as auth-client straight against authd (Postfix's protocol).
     let sock = f.authd_socket();
@@ -360,7 +397,7 @@ async fn dovecot_dict_passdb_userdb_and_doveadm_against_authd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_down_is_temp_fail_for_dovecot_and_doveadm() {
-    let f = Fixture::start(Some(DOWN_URL)).await;
+    let f = Fixture::start(Some(DOWN_URL), Backend::Dict).await;
     // Through Dovecot: the dict F reply becomes code=temp_fail.
     let (rc, out) = f.doveadm(&[
         "auth",
@@ -394,4 +431,33 @@ async fn database_down_is_temp_fail_for_dovecot_and_doveadm() {
     ]);
     assert_eq!(rc, 77, "{out}");
     assert!(out.contains("code=temp_fail"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_lua_passdb_userdb_against_authd() {
+    // contrib/dovecot/postwerk-authd.lua (the Dovecot 2.4 path) under
+    // Dovecot 2.3's driver = lua: the same answers as the dict path.
+    let f = Fixture::start(None, Backend::Lua).await;
+    assert_dovecot_passdb_userdb(&f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_lua_database_down_is_temp_fail() {
+    let f = Fixture::start(Some(DOWN_URL), Backend::Lua).await;
+    let (rc, out) = f.doveadm(&[
+        "auth",
+        "test",
+        "-x",
+        "no-penalty",
+        "user@example.org",
+        PASSWORD,
+    ]);
+    assert_eq!(rc, 77, "{out}");
+    assert!(out.contains("code=temp_fail"), "{out}");
+    let (rc, out) = f.doveadm(&["user", "user@example.org"]);
+    assert_ne!(rc, 0, "{out}");
+    assert!(
+        !out.contains("doesn't exist"),
+        "an outage is not an unknown user: {out}"
+    );
 }

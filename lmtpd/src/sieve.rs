@@ -100,8 +100,15 @@ pub struct Limits {
     pub max_redirects: usize,
 }
 
-/// A compiled script with the mtime and size of the file it came from.
-type Cached = (SystemTime, u64, Arc<Sieve>);
+/// What identifies one version of a script file: mtime, size and inode.
+/// The inode matters for the user's script: ManageSieve's PUTSCRIPT
+/// writes a new file and renames it over the old one, SETACTIVE points
+/// the `active-script.sieve` symlink at another file; either can keep
+/// mtime and size.
+type Stamp = (SystemTime, u64, u64);
+
+/// A compiled script with the [`Stamp`] of the file it came from.
+type Cached = (Stamp, Arc<Sieve>);
 
 /// Compiler, runtime and the compiled-script cache.
 pub struct Engine {
@@ -145,11 +152,15 @@ impl Engine {
                 });
             }
         };
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let stamp: Stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
         {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((m, l, s)) = cache.get(path)
-                && (*m, *l) == stamp
+            if let Some((cached, s)) = cache.get(path)
+                && *cached == stamp
             {
                 return Ok(Some(s.clone()));
             }
@@ -158,14 +169,18 @@ impl Engine {
             path: path.to_owned(),
             source,
         })?;
-        let script = Arc::new(self.compiler.compile(&text).map_err(|e| ScriptError::Compile {
-            path: path.to_owned(),
-            line: e.line_num(),
-            message: format!("{:?}", e.error_type()),
-        })?);
+        let script = Arc::new(
+            self.compiler
+                .compile(&text)
+                .map_err(|e| ScriptError::Compile {
+                    path: path.to_owned(),
+                    line: e.line_num(),
+                    message: format!("{:?}", e.error_type()),
+                })?,
+        );
         debug!(script = %path.display(), "sieve script compiled");
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.insert(path.to_owned(), (stamp.0, stamp.1, script.clone()));
+        cache.insert(path.to_owned(), (stamp, script.clone()));
         Ok(Some(script))
     }
 
@@ -224,7 +239,10 @@ impl Engine {
                         }
                         Event::ListContains { .. } | Event::Function { .. } => input = false.into(),
                         Event::SetEnvelope { .. } | Event::Notify { .. } => {}
-                        Event::CreatedMessage { message_id, message } => {
+                        Event::CreatedMessage {
+                            message_id,
+                            message,
+                        } => {
                             created.insert(message_id, Arc::new(normalize_eol(&message)));
                         }
                         Event::Keep { flags, message_id } => {
@@ -253,7 +271,9 @@ impl Engine {
                             message: created.get(&message_id).cloned(),
                         }),
                         Event::SendMessage {
-                            recipient, message_id, ..
+                            recipient,
+                            message_id,
+                            ..
                         } => {
                             let to: Vec<String> = match recipient {
                                 Recipient::Address(a) => vec![a],
@@ -469,5 +489,33 @@ if envelope :detail "to" "news" { addflag ["\\Seen", "$Label1"]; fileinto :creat
         std::fs::write(&p, "discard; ").unwrap();
         let c = e.load(&p).unwrap().unwrap();
         assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn cache_follows_setactive_to_a_file_with_same_mtime_and_size() {
+        // What ManageSieve's SETACTIVE does: the active-script symlink now
+        // names another script, which may have the same size and mtime.
+        let e = engine();
+        let d = tempfile::tempdir().unwrap();
+        let (one, two) = (d.path().join("one.sieve"), d.path().join("two.sieve"));
+        std::fs::write(&one, "keep;   ").unwrap();
+        std::fs::write(&two, "discard;").unwrap();
+        let mtime = std::fs::metadata(&one).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&two)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let active = d.path().join("active-script.sieve");
+        std::os::unix::fs::symlink("one.sieve", &active).unwrap();
+        let a = e.load(&active).unwrap().unwrap();
+        std::fs::remove_file(&active).unwrap();
+        std::os::unix::fs::symlink("two.sieve", &active).unwrap();
+        let b = e.load(&active).unwrap().unwrap();
+        assert!(
+            !Arc::ptr_eq(&a, &b),
+            "a stale script was run after SETACTIVE"
+        );
     }
 }

@@ -1,17 +1,19 @@
 //! SESSION EDGE: the indymilter callbacks and the per-connection,
 //! per-message state they share: the macros Postfix sends, outgoing versus
 //! incoming, the buffered header fields and body (bounded by the config).
-//! The decisions are made in [`crate::sign`]; the replies are chosen in
+//! The decisions are made in [`crate::sign`] (outgoing) and
+//! [`crate::verify`] (incoming); the replies are chosen in
 //! [`crate::reply`].
 
 use crate::reply;
-use crate::sign::{Field, Message, Outcome, SignError, Signer, Skip};
+use crate::sign::{Field, Message, Outcome, SignError, Signer, Skip, push_crlf};
+use crate::verify::{self, Envelope, Verifier};
 use bytes::Bytes;
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
     ProtoOpts, SocketInfo, Status,
 };
-use postwerk_core::config::milterd::MilterdConfig;
+use postwerk_core::config::milterd::{DmarcRejectAction, MilterdConfig};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
@@ -32,6 +34,8 @@ pub struct Shared {
     pub cfg: MilterdConfig,
     /// The DKIM signer.
     pub signer: Arc<Signer>,
+    /// The verifier of incoming mail.
+    pub verifier: Arc<Verifier>,
 }
 
 /// Why a message counts as outgoing, or that it is incoming.
@@ -92,6 +96,13 @@ pub enum Overflow {
 struct Transaction {
     queue_id: Option<String>,
     auth_user: Option<String>,
+    /// The envelope sender without angle brackets (empty: `<>`).
+    mail_from: Option<String>,
+    /// `Authentication-Results` fields seen so far.
+    ar_count: i32,
+    /// 1-based occurrences of `Authentication-Results` fields that claim
+    /// our authserv-id (the milter `m` index, milter.md §4.2).
+    forged_ar: Vec<i32>,
     origin: Option<Origin>,
     fields: Vec<Field>,
     header_bytes: usize,
@@ -109,6 +120,8 @@ pub struct State {
     client_addr: Option<IpAddr>,
     client_name: Option<String>,
     daemon_name: Option<String>,
+    /// The last HELO/EHLO argument (after STARTTLS Postfix sends it again).
+    helo: Option<String>,
     tx: Transaction,
 }
 
@@ -145,7 +158,8 @@ pub fn callbacks(shared: Arc<Shared>, busy: watch::Sender<bool>) -> Callbacks<St
             }
         })
         .on_connect(|cx, _hostname, socket| Box::pin(async move { connect(cx, socket) }))
-        .on_mail(|cx, _args| Box::pin(async move { mail(cx) }))
+        .on_helo(|cx, name| Box::pin(async move { helo(cx, name) }))
+        .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
         .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
         .on_body(|cx, chunk| Box::pin(async move { body(cx, chunk) }))
@@ -168,16 +182,16 @@ pub fn callbacks(shared: Arc<Shared>, busy: watch::Sender<bool>) -> Callbacks<St
         })
 }
 
-/// The protocol steps and replies we ask for (see milter.md §2): no HELO,
-/// RCPT, DATA or unknown commands; no replies to connect, MAIL, headers
+/// The protocol steps and replies we ask for (see milter.md §2): no RCPT,
+/// DATA or unknown commands; no replies to connect, HELO, MAIL, headers
 /// and body chunks (we only decide at end of headers and end of message);
 /// header values with their leading space, so that what we sign is what
 /// Postfix stores.
-const NO_STEPS: ProtoOpts = ProtoOpts::NO_HELO
-    .union(ProtoOpts::NO_RCPT)
+const NO_STEPS: ProtoOpts = ProtoOpts::NO_RCPT
     .union(ProtoOpts::NO_DATA)
     .union(ProtoOpts::NO_UNKNOWN);
 const NO_REPLIES: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
+    .union(ProtoOpts::NOREPLY_HELO)
     .union(ProtoOpts::NOREPLY_MAIL)
     .union(ProtoOpts::NOREPLY_HEADER)
     .union(ProtoOpts::NOREPLY_BODY);
@@ -189,7 +203,8 @@ fn negotiate(
     mta_actions: Actions,
     mta_opts: ProtoOpts,
 ) -> Status {
-    let wanted_actions = Actions::ADD_HEADER | Actions::REQUEST_MACROS;
+    // CHANGE_HEADER: removing forged Authentication-Results (`m`).
+    let wanted_actions = Actions::ADD_HEADER | Actions::CHANGE_HEADER | Actions::REQUEST_MACROS;
     cx.requested_actions = mta_actions & wanted_actions;
     let mut opts = NO_STEPS & mta_opts;
     opts |= NO_REPLIES & mta_opts;
@@ -224,6 +239,7 @@ fn negotiate(
         client_addr: None,
         client_name: None,
         daemon_name: None,
+        helo: None,
         tx: Transaction::default(),
     });
     Status::Continue
@@ -246,7 +262,27 @@ fn connect(cx: &mut Context<State>, socket: SocketInfo) -> Status {
     Status::Noreply
 }
 
-fn mail(cx: &mut Context<State>) -> Status {
+fn helo(cx: &mut Context<State>, name: CString) -> Status {
+    if let Some(s) = cx.data.as_mut() {
+        s.helo = Some(name.to_string_lossy().into_owned());
+    }
+    Status::Noreply
+}
+
+/// The address of a MAIL packet argument: `<a@b>` from smtpd, `a@b` from
+/// the sendmail(1) path (milter.md §3.1); `<>` is the null sender.
+fn envelope_address(arg: &str) -> String {
+    let a = arg.trim();
+    let a = a.strip_prefix('<').unwrap_or(a);
+    let a = a.strip_suffix('>').unwrap_or(a);
+    a.to_owned()
+}
+
+fn mail(cx: &mut Context<State>, args: Vec<CString>) -> Status {
+    let sender = args
+        .first()
+        .map(|a| envelope_address(&a.to_string_lossy()))
+        .or_else(|| macro_str(&cx.macros, c"{mail_addr}"));
     let auth_user = macro_str(&cx.macros, c"{auth_authen}");
     let queue_id = macro_str(&cx.macros, c"i");
     // {daemon_name} may come at MAIL with a macro list from main.cf.
@@ -264,6 +300,7 @@ fn mail(cx: &mut Context<State>) -> Status {
         debug!(origin = ?origin, "mail from");
         s.tx.origin = Some(origin);
         s.tx.auth_user = auth_user;
+        s.tx.mail_from = sender;
         s.tx.queue_id = queue_id;
         s.tx.started = Some(Instant::now());
     }
@@ -274,6 +311,17 @@ fn header(cx: &mut Context<State>, name: CString, value: CString) -> Status {
     let Some(s) = cx.data.as_mut() else {
         return Status::Noreply;
     };
+    if name
+        .as_bytes()
+        .eq_ignore_ascii_case(verify::FIELD.as_bytes())
+    {
+        // Counted even past the buffering limits, so forged fields are
+        // removed from any message.
+        s.tx.ar_count += 1;
+        if verify::is_forged(value.as_bytes(), s.shared.verifier.authserv_id()) {
+            s.tx.forged_ar.push(s.tx.ar_count);
+        }
+    }
     if s.tx.overflow.is_some() {
         return Status::Noreply;
     }
@@ -304,13 +352,16 @@ fn eoh(cx: &mut Context<State>) -> Status {
         s.tx.queue_id = queue_id;
     }
     let is_outgoing = s.tx.origin.as_ref().is_some_and(Origin::is_outgoing);
-    if !is_outgoing || !s.shared.cfg.dkim.sign {
-        // LIMITATION: incoming mail is not verified yet (issue 6, part 2),
-        // so nothing more of it is needed.
+    let is_needed = if is_outgoing {
+        s.shared.cfg.dkim.sign
+    } else {
+        s.shared.cfg.verify.enabled
+    };
+    if !is_needed {
         info!(
             queue_id = s.tx.queue_id.as_deref().unwrap_or("-"),
             origin = ?s.tx.origin,
-            "incoming; passed unchanged"
+            "passed unchanged (signing or verification is off)"
         );
         s.reset();
         return Status::Accept;
@@ -340,12 +391,19 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
     let Some(s) = cx.data.as_mut() else {
         return Status::Accept;
     };
-    let tx = std::mem::take(&mut s.tx);
+    let mut tx = std::mem::take(&mut s.tx);
     s.busy.send_replace(false);
-    let qid = tx.queue_id.or(queue_id).unwrap_or_else(|| "-".into());
+    let qid = tx.queue_id.take().or(queue_id).unwrap_or_else(|| "-".into());
     let elapsed = tx.started.map(|t| t.elapsed()).unwrap_or_default();
-    let origin = tx.origin.unwrap_or(Origin::Incoming);
+    let origin = tx.origin.take().unwrap_or(Origin::Incoming);
     let cfg = &s.shared.cfg;
+    if !origin.is_outgoing() {
+        let helo = s.helo.clone().unwrap_or_default();
+        let client_ip = s.client_addr;
+        let verifier = Arc::clone(&s.shared.verifier);
+        let action = cfg.error_action;
+        return incoming(cx, &verifier, tx, &qid, client_ip, &helo, action, elapsed).await;
+    }
     if let Some(overflow) = tx.overflow {
         warn!(
             queue_id = %qid,
@@ -378,7 +436,11 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
                 // The milter protocol folds header values with bare LF;
                 // Postfix stores a CR of "\r\n\t" as part of the line.
                 let value = value.replace("\r\n", "\n");
-                let value = if s.has_leading_space { format!(" {value}") } else { value };
+                let value = if s.has_leading_space {
+                    format!(" {value}")
+                } else {
+                    value
+                };
                 // Index 0: the very top, above Postfix's own Received:
                 // (milter.md §4.2), where signatures are expected.
                 if let Err(e) = cx.actions.insert_header(0, "DKIM-Signature", value).await {
@@ -415,6 +477,125 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
             reply::failure(action)
         }
     }
+}
+
+/// The whole message as received, CRLF line ends, for verification.
+fn raw_message(fields: &[Field], has_leading_space: bool, body: &[Bytes]) -> Vec<u8> {
+    let body_len: usize = body.iter().map(Bytes::len).sum();
+    let mut raw = Vec::with_capacity(body_len + 4096);
+    for f in fields {
+        raw.extend_from_slice(f.name.as_bytes());
+        raw.push(b':');
+        if !has_leading_space {
+            raw.push(b' ');
+        }
+        push_crlf(&mut raw, &f.value);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"\r\n");
+    for chunk in body {
+        raw.extend_from_slice(chunk);
+    }
+    raw
+}
+
+/// End of message for incoming mail: verify, apply the DMARC outcome
+/// policy, remove forged `Authentication-Results`, add ours at the top.
+#[allow(clippy::too_many_arguments)]
+async fn incoming(
+    cx: &mut EomContext<State>,
+    verifier: &Verifier,
+    tx: Transaction,
+    qid: &str,
+    client_ip: Option<IpAddr>,
+    helo: &str,
+    error_action: postwerk_core::config::milterd::FailureAction,
+    elapsed: Duration,
+) -> Status {
+    let has_leading_space = cx.data.as_ref().is_some_and(|s| s.has_leading_space);
+    let verdict = if tx.overflow.is_some() {
+        None
+    } else {
+        let raw = raw_message(&tx.fields, has_leading_space, &tx.body);
+        let env = Envelope {
+            client_ip,
+            helo,
+            mail_from: tx.mail_from.as_deref().unwrap_or(""),
+        };
+        Some(verifier.verify(&raw, &env).await)
+    };
+    if let Some(v) = &verdict
+        && v.is_dmarc_reject
+        && verifier.dmarc_reject_action() == DmarcRejectAction::Reject
+    {
+        info!(
+            queue_id = %qid,
+            from_domain = %v.from_domain,
+            results = %verify::summary(&v.header),
+            "incoming; rejected by the sender domain's DMARC policy"
+        );
+        return reply::dmarc_reject(&mut cx.reply);
+    }
+    // Highest occurrence first: each removal leaves the lower indexes as
+    // they were, however Postfix counts removed fields.
+    for &index in tx.forged_ar.iter().rev() {
+        if let Err(e) = cx
+            .actions
+            .change_header(verify::FIELD, index, None::<CString>)
+            .await
+        {
+            error!(queue_id = %qid, error = %e, "cannot remove a forged Authentication-Results");
+            return reply::failure(error_action);
+        }
+    }
+    let Some(v) = verdict else {
+        warn!(
+            queue_id = %qid,
+            overflow = ?tx.overflow,
+            forged_removed = tx.forged_ar.len(),
+            action = error_action.as_str(),
+            "message over the buffering limits; not verified"
+        );
+        return reply::failure(error_action);
+    };
+    // Inserted after the removals: Postfix applies the changes in order,
+    // and ours must not shift the occurrence numbers above.
+    let value = v.header.replace("\r\n", "\n");
+    let value = if has_leading_space {
+        format!(" {value}")
+    } else {
+        value
+    };
+    // Index 0: the top, above Postfix's own Received: (RFC 8601 §5: the
+    // field is prepended, like a trace field).
+    if let Err(e) = cx.actions.insert_header(0, verify::FIELD, value).await {
+        error!(queue_id = %qid, error = %e, "cannot add Authentication-Results");
+        return reply::failure(error_action);
+    }
+    if v.is_dmarc_reject && verifier.dmarc_reject_action() == DmarcRejectAction::Header {
+        if let Err(e) = cx
+            .actions
+            .insert_header(
+                0,
+                "X-Spam-Flag",
+                if has_leading_space { " YES" } else { "YES" },
+            )
+            .await
+        {
+            error!(queue_id = %qid, error = %e, "cannot add X-Spam-Flag");
+            return reply::failure(error_action);
+        }
+    }
+    info!(
+        queue_id = %qid,
+        from_domain = %v.from_domain,
+        results = %verify::summary(&v.header),
+        dmarc = v.dmarc,
+        forged_removed = tx.forged_ar.len(),
+        elapsed_ms = elapsed.as_millis() as u64,
+        "incoming; verified"
+    );
+    Status::Accept
 }
 
 #[cfg(test)]

@@ -100,6 +100,7 @@ pub mod keys;
 pub mod reply;
 pub mod session;
 pub mod sign;
+pub mod verify;
 
 pub use filter::Shared;
 use postwerk_core::config::Config;
@@ -109,6 +110,7 @@ use sign::Signer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
+use verify::{Verifier, VerifyError};
 
 /// Binds every listener of `[milterd]`.
 pub async fn bind(cfg: &Config) -> Result<Vec<Listener>, service::ListenError> {
@@ -120,14 +122,27 @@ pub async fn bind(cfg: &Config) -> Result<Vec<Listener>, service::ListenError> {
     Ok(out)
 }
 
+/// Why [`shared`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedError {
+    /// The database pool could not be set up.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The DNS resolver could not be set up.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+}
+
 /// Builds what sessions share from a config. The pool connects lazily, so
-/// a database outage at start means `sign_error_action`, not a crash loop.
-pub fn shared(cfg: &Config) -> Result<Arc<Shared>, DbError> {
+/// a database outage at start means `sign_error_action`, not a crash loop;
+/// the resolver, too, only talks to DNS when a message needs it.
+pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let m = &cfg.milterd;
     Ok(Arc::new(Shared {
         cfg: m.clone(),
         signer: Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism)),
+        verifier: Arc::new(Verifier::new(m)?),
     }))
 }
 

@@ -30,7 +30,7 @@ impl Daemon for Milterd {
     const NAME: &'static str = "postwerk-milterd";
     type Listeners = Vec<Listener>;
     type Shared = Shared;
-    type SharedError = postwerk_core::db::DbError;
+    type SharedError = postwerk_milterd::SharedError;
 
     fn bind(cfg: &Config) -> impl Future<Output = Result<Vec<Listener>, ListenError>> + Send {
         postwerk_milterd::bind(cfg)

@@ -4,7 +4,7 @@
 //! unavailable - try again later`), `r` reject (`550 5.7.1 Command
 //! rejected`). The peer gets Postfix's generic text; our log has the cause.
 
-use indymilter::Status;
+use indymilter::{SetErrorReply, SmtpReply, Status};
 use postwerk_core::config::milterd::FailureAction;
 
 /// The end-of-message reply for a failure handled with `action`.
@@ -13,6 +13,22 @@ pub fn failure(action: FailureAction) -> Status {
         FailureAction::Accept => Status::Accept,
         FailureAction::Tempfail => Status::Tempfail,
         FailureAction::Reject => Status::Reject,
+    }
+}
+
+/// The end-of-message reply for mail that fails DMARC for a domain with
+/// `p=reject` (RFC 7489 §6.7: reject during the SMTP transaction;
+/// `550 5.7.1` as Rspamd and OpenDMARC answer). The text names no host
+/// and no result detail.
+pub fn dmarc_reject(reply: &mut SmtpReply) -> Status {
+    match reply.set_error_reply(
+        "550",
+        Some("5.7.1"),
+        ["Rejected by the sender domain's DMARC policy"],
+    ) {
+        Ok(()) => Status::Reject,
+        // Our literal is valid; plain `r` gives Postfix's default 5xx.
+        Err(_) => Status::Reject,
     }
 }
 

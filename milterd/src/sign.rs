@@ -372,7 +372,7 @@ impl Signer {
 
 /// Appends `value` with every bare LF turned into CRLF (Postfix hands
 /// milters folded values with `\n` only; RFC 5322 lines end in CRLF).
-fn push_crlf(out: &mut Vec<u8>, value: &[u8]) {
+pub(crate) fn push_crlf(out: &mut Vec<u8>, value: &[u8]) {
     let mut prev = 0u8;
     for &b in value {
         if b == b'\n' && prev != b'\r' {

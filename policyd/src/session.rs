@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, debug_span, warn};
 
 /// What every session needs.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ async fn answer_socketmap(lookup: &Lookup, req: Request) -> socketmap::Reply {
         return socketmap::Reply::NotFound;
     };
     let started = Instant::now();
-    let span = info_span!("lookup", map = map.name(), key = %key);
+    let span = debug_span!("lookup", map = map.name(), key = %key);
     let result = lookup.lookup(map, &key).instrument(span).await;
     if let Err(e) = &result {
         warn!(map = map.name(), key = %key, error = %e, "lookup failed; answered TEMP");

@@ -4,11 +4,11 @@
 //! a refusal to start.
 
 use super::ConfigError;
-use super::daemon::{RawService, ServiceConfig, check_listen, check_service};
+use super::daemon::{RawService, ServiceConfig, check_duration, check_listen, check_service};
 use crate::service::ListenAddr;
 use serde::Deserialize;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -66,6 +66,53 @@ pub const DEFAULT_SIGN_HEADERS: &[&str] = &[
 /// Header fields signed once more than they occur, so that nobody can add
 /// another one after signing without breaking the signature.
 pub const DEFAULT_OVERSIGN_HEADERS: &[&str] = &["From", "To", "Subject"];
+
+/// How long one DNS query may take before it counts as a timeout (the
+/// verification result becomes `temperror`).
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the whole verification of one message (SPF, DKIM, DMARC) may
+/// take; what is not done by then is `temperror`. Well below Postfix's
+/// `milter_content_timeout` (300 s).
+pub const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What happens to incoming mail that fails DMARC for a domain that
+/// publishes `p=reject`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmarcRejectAction {
+    /// Refuse it at end of data (`550 5.7.1`), as Rspamd's dmarc module
+    /// does by default.
+    Reject,
+    /// Accept it with `X-Spam-Flag: YES`, which the guide's global Sieve
+    /// script files into Junk (quarantine).
+    Header,
+    /// Accept it; the `Authentication-Results:` header says `dmarc=fail`.
+    Mark,
+}
+
+impl DmarcRejectAction {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DmarcRejectAction::Reject => "reject",
+            DmarcRejectAction::Header => "header",
+            DmarcRejectAction::Mark => "mark",
+        }
+    }
+}
+
+impl FromStr for DmarcRejectAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reject" => Ok(DmarcRejectAction::Reject),
+            "header" => Ok(DmarcRejectAction::Header),
+            "mark" => Ok(DmarcRejectAction::Mark),
+            other => Err(format!(
+                "`{other}` is not allowed; use reject, header or mark"
+            )),
+        }
+    }
+}
 
 /// What the milter answers when it cannot do its job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,6 +254,16 @@ pub struct RawDkim {
     pub sign_error_action: Option<String>,
 }
 
+/// Raw `[milterd.verify]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    pub enabled: Option<bool>,
+    pub authserv_id: Option<String>,
+    pub dmarc_reject_action: Option<String>,
+    pub timeout: Option<String>,
+}
+
 /// Raw `[milterd]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,7 +282,10 @@ pub struct Raw {
     pub max_message_size: Option<usize>,
     pub error_action: Option<String>,
     pub sign_parallelism: Option<usize>,
+    pub dns_servers: Option<Vec<String>>,
+    pub dns_timeout: Option<String>,
     pub dkim: Option<RawDkim>,
+    pub verify: Option<RawVerify>,
 }
 
 impl Raw {
@@ -266,6 +326,22 @@ pub struct DkimConfig {
     pub sign_error_action: FailureAction,
 }
 
+/// Validated `[milterd.verify]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyConfig {
+    /// `enabled`: verify incoming mail (SPF, DKIM, DMARC) and add
+    /// `Authentication-Results:` (default true).
+    pub enabled: bool,
+    /// `authserv_id`: the authserv-id of our `Authentication-Results:`
+    /// (RFC 8601 §2.5); `None` means the host name, looked up at start.
+    /// Incoming headers that claim it are forgeries and are removed.
+    pub authserv_id: Option<String>,
+    /// `dmarc_reject_action`: reject (default), header or mark.
+    pub dmarc_reject_action: DmarcRejectAction,
+    /// `timeout`: the deadline of one message's verification.
+    pub timeout: Duration,
+}
+
 /// Validated `[milterd]`.
 #[derive(Debug, Clone)]
 pub struct MilterdConfig {
@@ -291,8 +367,15 @@ pub struct MilterdConfig {
     pub error_action: FailureAction,
     /// `sign_parallelism`: signatures computed at once (default: CPUs).
     pub sign_parallelism: usize,
+    /// `dns_servers`: the resolvers asked for SPF, DKIM and DMARC
+    /// records, `ADDRESS` or `ADDRESS:PORT` (default: /etc/resolv.conf).
+    pub dns_servers: Vec<SocketAddr>,
+    /// `dns_timeout`: how long one DNS query may take (default 5s).
+    pub dns_timeout: Duration,
     /// `[milterd.dkim]`.
     pub dkim: DkimConfig,
+    /// `[milterd.verify]`.
+    pub verify: VerifyConfig,
 }
 
 fn action(
@@ -428,6 +511,66 @@ fn check_dkim(raw: &RawDkim, errors: &mut Vec<ConfigError>) -> DkimConfig {
     }
 }
 
+/// An authserv-id is a domain name or a token (RFC 8601 §2.2: `value`);
+/// we allow what a host name may contain, so it never needs quoting.
+fn is_authserv_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+fn check_verify(raw: &RawVerify, errors: &mut Vec<ConfigError>) -> VerifyConfig {
+    let authserv_id = raw.authserv_id.clone();
+    if let Some(id) = &authserv_id
+        && !is_authserv_id(id)
+    {
+        errors.push(ConfigError::new(
+            "[milterd.verify].authserv_id",
+            format!("`{id}` is not a host name such as \"mail.example.org\""),
+        ));
+    }
+    let dmarc_reject_action = match raw.dmarc_reject_action.as_deref().map(str::parse) {
+        None => DmarcRejectAction::Reject,
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            errors.push(ConfigError::new("[milterd.verify].dmarc_reject_action", e));
+            DmarcRejectAction::Reject
+        }
+    };
+    VerifyConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        authserv_id,
+        dmarc_reject_action,
+        timeout: check_duration(
+            "[milterd.verify].timeout",
+            raw.timeout.as_deref(),
+            DEFAULT_VERIFY_TIMEOUT,
+            errors,
+        ),
+    }
+}
+
+fn check_dns_servers(raw: &[String], errors: &mut Vec<ConfigError>) -> Vec<SocketAddr> {
+    raw.iter()
+        .filter_map(|s| {
+            let parsed = s
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)));
+            if parsed.is_none() {
+                errors.push(ConfigError::new(
+                    "[milterd].dns_servers",
+                    format!(
+                        "`{s}` is not ADDRESS or ADDRESS:PORT, e.g. \"127.0.0.1\" or \"[::1]:5353\""
+                    ),
+                ));
+            }
+            parsed
+        })
+        .collect()
+}
+
 /// Checks `[milterd]`.
 pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
     let default_listen = vec![DEFAULT_LISTEN.to_owned()];
@@ -511,13 +654,31 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
             1024,
             errors,
         ),
+        dns_servers: check_dns_servers(raw.dns_servers.as_deref().unwrap_or(&[]), errors),
+        dns_timeout: check_duration(
+            "[milterd].dns_timeout",
+            raw.dns_timeout.as_deref(),
+            DEFAULT_DNS_TIMEOUT,
+            errors,
+        ),
         dkim: check_dkim(raw.dkim.as_ref().unwrap_or(&RawDkim::default()), errors),
+        verify: check_verify(raw.verify.as_ref().unwrap_or(&RawVerify::default()), errors),
     }
 }
 
 /// `postwerk config check` rows for `[milterd]`.
 pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
     let d = &m.dkim;
+    let v = &m.verify;
+    let dns = if m.dns_servers.is_empty() {
+        "(/etc/resolv.conf)".to_owned()
+    } else {
+        m.dns_servers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let nets = if m.trusted_networks.is_empty() {
         "(none)".to_owned()
     } else {
@@ -573,6 +734,26 @@ pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
             "[milterd].dkim.sign_error_action".to_owned(),
             d.sign_error_action.as_str().to_owned(),
         ),
+        ("[milterd].dns_servers".to_owned(), dns),
+        (
+            "[milterd].dns_timeout".to_owned(),
+            super::units::format_duration(m.dns_timeout),
+        ),
+        ("[milterd].verify.enabled".to_owned(), v.enabled.to_string()),
+        (
+            "[milterd].verify.authserv_id".to_owned(),
+            v.authserv_id
+                .clone()
+                .unwrap_or_else(|| "(host name)".to_owned()),
+        ),
+        (
+            "[milterd].verify.dmarc_reject_action".to_owned(),
+            v.dmarc_reject_action.as_str().to_owned(),
+        ),
+        (
+            "[milterd].verify.timeout".to_owned(),
+            super::units::format_duration(v.timeout),
+        ),
     ];
     rows.extend(super::daemon::describe_service("milterd", &m.service));
     rows
@@ -606,6 +787,23 @@ mod tests {
         assert!(c.dkim.allow_username_mismatch);
         assert_eq!(c.error_action, FailureAction::Accept);
         assert_eq!(c.dkim.sign_error_action, FailureAction::Tempfail);
+        assert!(c.verify.enabled);
+        assert_eq!(c.verify.authserv_id, None);
+        assert_eq!(c.verify.dmarc_reject_action, DmarcRejectAction::Reject);
+        assert!(c.dns_servers.is_empty());
+        assert_eq!(c.dns_timeout, DEFAULT_DNS_TIMEOUT);
+    }
+
+    #[test]
+    fn dns_servers_with_and_without_port() {
+        let c = parse("dns_servers = [\"127.0.0.1:5353\", \"::1\"]").unwrap();
+        assert_eq!(
+            c.dns_servers,
+            vec![
+                "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse::<SocketAddr>().unwrap()
+            ]
+        );
     }
 
     #[test]
@@ -658,6 +856,16 @@ mod tests {
             (
                 "[dkim]\nsign_error_action = \"drop\"",
                 "[milterd.dkim].sign_error_action",
+            ),
+            ("dns_servers = [\"dns.example\"]", "[milterd].dns_servers"),
+            ("dns_timeout = \"0s\"", "[milterd].dns_timeout"),
+            (
+                "[verify]\ndmarc_reject_action = \"drop\"",
+                "[milterd.verify].dmarc_reject_action",
+            ),
+            (
+                "[verify]\nauthserv_id = \"mx; dkim=pass\"",
+                "[milterd.verify].authserv_id",
             ),
         ] {
             let e = parse(text).unwrap_err();
