@@ -717,6 +717,21 @@ async fn terminate_resolves_on_sigterm() {
     .await;
 }
 
+#[tokio::test]
+async fn terminate_installs_its_handlers_when_called() {
+    // Regression: the handlers used to be installed on first poll, so a
+    // SIGTERM right after a daemon started (before serving) killed it
+    // without draining. If they are not installed at call time, this
+    // signal kills the test process and the test fails.
+    let stop = service::terminate();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    within("SIGTERM", stop).await;
+}
+
 // ------------------------------------------------------------------ log
 
 #[test]

@@ -76,6 +76,15 @@ pub fn daemon_main<D: Daemon>(path: Option<PathBuf>) -> ExitCode {
 }
 
 async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
+    // Before anything else: from here on SIGTERM drains instead of killing.
+    let shutdown = service::terminate();
+    let mut reloads = match service::reload_stream() {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "cannot handle SIGHUP");
+            return ExitCode::FAILURE;
+        }
+    };
     let listeners = match D::bind(&cfg).await {
         Ok(l) => l,
         Err(e) => {
@@ -91,13 +100,6 @@ async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
         }
     };
     let (tx, rx) = watch::channel(shared);
-    let mut reloads = match service::reload_stream() {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, "cannot handle SIGHUP");
-            return ExitCode::FAILURE;
-        }
-    };
     let limits = D::limits(&cfg);
     info!(config = %D::describe(&cfg), database = %cfg.database.url, "{} started", D::NAME);
     tokio::spawn(async move {
@@ -124,7 +126,7 @@ async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
         }
     });
     service::notify_ready();
-    let res = D::run(limits, listeners, rx, service::terminate()).await;
+    let res = D::run(limits, listeners, rx, shutdown).await;
     service::notify_stopping();
     match res {
         Ok(()) => {

@@ -23,19 +23,22 @@ pub struct SignalError {
 /// Resolves when SIGTERM (systemd stop) or SIGINT (Ctrl-C) arrives: pass it
 /// as the `shutdown` future of [`serve`](super::serve::serve).
 ///
-/// The handlers are installed when the future is first polled, and from
-/// then on these signals no longer kill the process. Should installing one
-/// fail (it does not on Linux), that signal keeps its default action,
-/// which still stops the daemon, only without draining; this is logged
-/// with `error!`.
-pub async fn terminate() {
+/// The handlers are installed when this is called (inside a runtime), not
+/// when the future is first polled: a daemon calls it before binding its
+/// listeners, so a SIGTERM right after start drains instead of killing the
+/// process. Should installing one fail (it does not on Linux), that signal
+/// keeps its default action, which still stops the daemon, only without
+/// draining; this is logged with `error!`.
+pub fn terminate() -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut term = install(SignalKind::terminate(), "SIGTERM");
     let mut int = install(SignalKind::interrupt(), "SIGINT");
-    let name = tokio::select! {
-        () = recv(&mut term) => "SIGTERM",
-        () = recv(&mut int) => "SIGINT",
-    };
-    info!(signal = name, "stop requested");
+    async move {
+        let name = tokio::select! {
+            () = recv(&mut term) => "SIGTERM",
+            () = recv(&mut int) => "SIGINT",
+        };
+        info!(signal = name, "stop requested");
+    }
 }
 
 fn install(kind: SignalKind, name: &'static str) -> Option<Signal> {
