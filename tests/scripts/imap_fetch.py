@@ -20,6 +20,7 @@ With --login-only it stops after LOGIN (outcome "logged_in" or "login_failed").
 """
 
 import argparse
+import re
 import imaplib
 import json
 import socket
@@ -76,7 +77,13 @@ def counts(conn):
     for line in data:
         if not line:
             continue
-        name = line.decode(errors="replace").rsplit(' "', 1)[-1].rstrip('"')
+        # (flags) "delimiter"|NIL name, the name quoted or not (RFC 3501 7.2.2)
+        m = re.match(r'^\((.*?)\) (NIL|"(?:[^"\\]|\\.)*") (.*)$', line.decode(errors="replace"))
+        if not m:
+            continue
+        name = m.group(3)
+        if name.startswith('"') and name.endswith('"'):
+            name = name[1:-1]
         typ, n = conn.select('"%s"' % name, readonly=True)
         if typ == "OK":
             result[name] = int(n[0])
