@@ -393,7 +393,11 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
     };
     let mut tx = std::mem::take(&mut s.tx);
     s.busy.send_replace(false);
-    let qid = tx.queue_id.take().or(queue_id).unwrap_or_else(|| "-".into());
+    let qid = tx
+        .queue_id
+        .take()
+        .or(queue_id)
+        .unwrap_or_else(|| "-".into());
     let elapsed = tx.started.map(|t| t.elapsed()).unwrap_or_default();
     let origin = tx.origin.take().unwrap_or(Origin::Incoming);
     let cfg = &s.shared.cfg;
@@ -572,25 +576,20 @@ async fn incoming(
         error!(queue_id = %qid, error = %e, "cannot add Authentication-Results");
         return reply::failure(error_action);
     }
-    if v.is_dmarc_reject && verifier.dmarc_reject_action() == DmarcRejectAction::Header {
-        if let Err(e) = cx
-            .actions
-            .insert_header(
-                0,
-                "X-Spam-Flag",
-                if has_leading_space { " YES" } else { "YES" },
-            )
-            .await
-        {
-            error!(queue_id = %qid, error = %e, "cannot add X-Spam-Flag");
-            return reply::failure(error_action);
-        }
+    // `header`: quarantine into Junk through the guide's global Sieve
+    // script (`X-Spam-Flag: YES`).
+    let flag = if has_leading_space { " YES" } else { "YES" };
+    if v.is_dmarc_reject
+        && verifier.dmarc_reject_action() == DmarcRejectAction::Header
+        && let Err(e) = cx.actions.insert_header(0, "X-Spam-Flag", flag).await
+    {
+        error!(queue_id = %qid, error = %e, "cannot add X-Spam-Flag");
+        return reply::failure(error_action);
     }
     info!(
         queue_id = %qid,
         from_domain = %v.from_domain,
         results = %verify::summary(&v.header),
-        dmarc = v.dmarc,
         forged_removed = tx.forged_ar.len(),
         elapsed_ms = elapsed.as_millis() as u64,
         "incoming; verified"

@@ -1,5 +1,6 @@
 //! postwerk-milterd — the milter Postfix talks to: DKIM-signs outgoing
-//! mail of the guide's vmail domains.
+//! mail of the guide's vmail domains and verifies incoming mail (SPF,
+//! DKIM, DMARC).
 //!
 //! # What it does
 //! Replaces the signing half of the guide's Rspamd milter. For each
@@ -12,8 +13,22 @@
 //! relaxed/relaxed, `From`, `To` and `Subject` over-signed), also when the
 //! sender is an alias of the login (Rspamd's `allow_username_mismatch`).
 //! A domain without a key file passes unsigned and the log names the file
-//! it looked for. Incoming mail passes unchanged (verification is the next
-//! part of issue 6).
+//! it looked for.
+//!
+//! Incoming mail is verified with mail-auth: SPF for the HELO name and the
+//! envelope sender (client address from the connect packet or
+//! `{client_addr}`), every DKIM signature, DMARC policy and alignment. One
+//! `Authentication-Results:` with our authserv-id (`[milterd.verify]
+//! .authserv_id`, default the host name) is inserted at the top; incoming
+//! `Authentication-Results:` fields that claim our authserv-id are forged
+//! and removed first (milter `m`, RFC 8601 §5). A message that fails DMARC
+//! for a domain with `p=reject` is rejected at end of data with `550 5.7.1`
+//! (`dmarc_reject_action = "reject"`, the default), or flagged
+//! `X-Spam-Flag: YES` for the guide's Junk Sieve rule (`"header"`), or only
+//! marked (`"mark"`). DNS goes to `dns_servers` (default
+//! /etc/resolv.conf); a query times out after `dns_timeout`, the whole
+//! verification after `[milterd.verify].timeout`; a timeout or SERVFAIL is
+//! a `temperror` result, the message is never held up beyond that.
 //!
 //! # main.cf
 //! ```text
@@ -31,13 +46,13 @@
 //!
 //! # Protocol
 //! Milter protocol 6 as Postfix 3.7 speaks it (`shared/reference/milter.md`).
-//! milterd negotiates only what it needs: the connect, MAIL, header, end of
-//! header, body and end of message steps, no replies to connect, MAIL,
-//! header and body packets, header values with their leading space
+//! milterd negotiates only what it needs: the connect, HELO, MAIL, header,
+//! end of header, body and end of message steps, no replies to connect,
+//! HELO, MAIL, header and body packets, the add and change header actions, header values with their leading space
 //! (HDR_LEADSPC, so the signed bytes are the stored bytes), and the macros
 //! `{daemon_name} {client_addr} {client_name}` at connect, `i {auth_authen}
 //! {auth_type} {mail_addr}` at MAIL. `DKIM-Signature` is inserted at index
-//! 0, the top of the message.
+//! 0, the top of the message, and so is `Authentication-Results`.
 //!
 //! # Milter library: indymilter
 //! We compared indymilter 0.3 (GPL-3.0-or-later, tokio) and miltr-server
@@ -85,15 +100,22 @@
 //! `selector` (one or a list), `path`, `allow_username_mismatch`,
 //! `sign_headers`, `oversign_headers`, `sign_error_action` (default
 //! tempfail: a domain with a key never silently leaves unsigned).
+//! `dns_servers`, `dns_timeout` (default 5s); `[milterd.verify]`:
+//! `enabled`, `authserv_id`, `dmarc_reject_action` (reject / header /
+//! mark), `timeout` (default 30s).
 //!
 //! # Limitations
-//! No verification of incoming mail (SPF, DKIM, DMARC, ARC) and no ARC
-//! sealing yet. The message is buffered in memory for signing, up to
-//! `max_message_size`. Mail submitted with sendmail(1) is outgoing only if
+//! No ARC verification or sealing yet. DMARC `pct=` sampling is not
+//! applied (every failure counts) and no DMARC reports are sent. A message
+//! over the buffering limits is not verified: forged
+//! `Authentication-Results` are still removed, then `error_action`
+//! applies. The message is buffered in memory for signing and
+//! verification, up to `max_message_size`. Mail submitted with sendmail(1) is outgoing only if
 //! cleanup's `{daemon_name}` or the client address says so.
 //!
 //! # See also
-//! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463.
+//! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463,
+//! RFC 7208, RFC 7489, RFC 8601.
 
 pub mod filter;
 pub mod keys;

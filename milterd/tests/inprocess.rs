@@ -160,8 +160,14 @@ async fn start(extra: &str, make_keys: bool) -> Milterd {
         }
     }
     let db_path = dir.path().join("vmail.db");
+    // Hermetic: no test asks the system's resolver (port 9 is discard).
+    let dns = if extra.contains("dns_servers") {
+        ""
+    } else {
+        "dns_servers = [\"127.0.0.1:9\"]\ndns_timeout = \"1s\"\n"
+    };
     let text = format!(
-        "[database]\nurl = \"sqlite://{}\"\n[milterd]\nlisten = [\"127.0.0.1:0\"]\n{extra}\n[milterd.dkim]\nselector = [\"rsa\", \"ed\"]\npath = \"{}/$domain.$selector.key\"\n",
+        "[database]\nurl = \"sqlite://{}\"\n[milterd]\nlisten = [\"127.0.0.1:0\"]\n{dns}{extra}\n[milterd.dkim]\nselector = [\"rsa\", \"ed\"]\npath = \"{}/$domain.$selector.key\"\n",
         db_path.display(),
         keydir.display()
     );
@@ -219,12 +225,13 @@ async fn negotiates_only_what_it_needs() {
     let m = start("", true).await;
     let mut c = Client::connect(m.port).await;
     let (actions, opts) = c.negotiate().await;
-    // ADDHDRS and SETSYMLIST only.
-    assert_eq!(actions, 0x101, "{actions:#x}");
-    // NOHELO NORCPT NODATA NOUNKNOWN, NR_CONN NR_MAIL NR_HDR NR_BODY, HDR_LEADSPC
+    // ADDHDRS, CHGHDRS (forged Authentication-Results) and SETSYMLIST.
+    assert_eq!(actions, 0x111, "{actions:#x}");
+    // NORCPT NODATA NOUNKNOWN, NR_CONN NR_HELO NR_MAIL NR_HDR NR_BODY,
+    // HDR_LEADSPC
     assert_eq!(
         opts,
-        0x2 | 0x8 | 0x200 | 0x100 | 0x1000 | 0x4000 | 0x80 | 0x80000 | 0x100000,
+        0x8 | 0x200 | 0x100 | 0x1000 | 0x2000 | 0x4000 | 0x80 | 0x80000 | 0x100000,
         "{opts:#x}"
     );
     drop(c);
@@ -272,8 +279,13 @@ async fn authenticated_mail_is_signed_with_both_keys() {
 
     // Abort, then a second transaction on the same connection.
     c.send(b'A', b"").await;
-    // Without AUTH on the MX service: incoming, accepted at end of headers.
-    assert_eq!(c.headers(None, HEADERS).await, b'a');
+    // Without AUTH on the MX service: incoming, verified at end of message.
+    assert_eq!(c.headers(None, HEADERS).await, b'c');
+    let replies = c.finish(b"x\r\n").await;
+    assert_eq!(replies.last().unwrap().0, b'a');
+    let added = inserted_headers(&replies);
+    assert_eq!(added.len(), 1, "{replies:?}");
+    assert_eq!(added[0].1, "Authentication-Results");
     m.stop().await;
 }
 
@@ -290,8 +302,86 @@ async fn originating_daemon_name_is_outgoing_and_other_servers_are_incoming() {
     let mut c = Client::connect(m.port).await;
     c.negotiate().await;
     c.hello("mx.example.org").await;
-    // Incoming: nothing more needed after the headers.
-    assert_eq!(c.headers(None, HEADERS).await, b'a');
+    // Incoming: verified at end of message, not signed.
+    assert_eq!(c.headers(None, HEADERS).await, b'c');
+    let replies = c.finish(b"x\r\n").await;
+    let added = inserted_headers(&replies);
+    assert_eq!(added.len(), 1, "{replies:?}");
+    assert_eq!(added[0].1, "Authentication-Results");
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn forged_authentication_results_are_removed_and_dns_silence_is_temperror() {
+    // A DNS server that never answers: every lookup runs into dns_timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns = silent.local_addr().unwrap();
+    let m = start(
+        &format!(
+            "dns_servers = [\"{dns}\"]\ndns_timeout = \"1s\"\n[milterd.verify]\nauthserv_id = \"mx.example.org\"\ntimeout = \"3s\"\n"
+        ),
+        true,
+    )
+    .await;
+    let mut c = Client::connect(m.port).await;
+    c.negotiate().await;
+    c.hello("mx.example.org").await;
+    let headers: &[(&str, &str)] = &[
+        ("Authentication-Results", " mx.other.test; dkim=pass"),
+        (
+            "Authentication-Results",
+            " MX.example.org; dkim=pass header.d=paypal.com",
+        ),
+        ("From", " Someone <someone@remote.test>"),
+        (
+            "Authentication-Results",
+            "\n\t(comment) mx.example.org;\n\tspf=pass",
+        ),
+        ("Subject", " forged"),
+    ];
+    assert_eq!(c.headers(None, headers).await, b'c');
+    let started = std::time::Instant::now();
+    let replies = c.finish(b"x\r\n").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(replies.last().unwrap().0, b'a', "{replies:?}");
+    // `m` for occurrences 3 and 2 (highest first), each with an empty
+    // value; the first (another host's) stays.
+    let changed: Vec<(u32, Vec<u8>)> = replies
+        .iter()
+        .filter(|(c, _)| *c == b'm')
+        .map(|(_, d)| {
+            (
+                u32::from_be_bytes(d[..4].try_into().unwrap()),
+                d[4..].to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        vec![
+            (3, b"Authentication-Results\0\0".to_vec()),
+            (2, b"Authentication-Results\0\0".to_vec())
+        ]
+    );
+    // Then ours, at the top, after the removals.
+    let last_m = replies.iter().rposition(|(c, _)| *c == b'm').unwrap();
+    let first_i = replies.iter().position(|(c, _)| *c == b'i').unwrap();
+    assert!(last_m < first_i, "{replies:?}");
+    let added = inserted_headers(&replies);
+    assert_eq!(added.len(), 1, "{replies:?}");
+    let (index, name, value) = &added[0];
+    assert_eq!((*index, name.as_str()), (0, "Authentication-Results"));
+    assert!(value.starts_with(" mx.example.org;\n\t"), "{value}");
+    assert!(!value.contains('\r'), "{value}");
+    assert!(value.contains("spf=temperror"), "{value}");
+    assert!(value.contains("dkim=none"), "{value}");
+    assert!(value.contains("dmarc=temperror"), "{value}");
+    assert!(value.contains("header.from=remote.test"), "{value}");
+    drop(silent);
     m.stop().await;
 }
 

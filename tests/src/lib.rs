@@ -4,6 +4,7 @@
 //!
 //! - [`TestDir`]: one directory in /tmp per test, kept (and its path
 //!   printed) when the test fails, removed when it passes;
+//! - [`dns::Dns`]: an authoritative DNS server on loopback for test zones;
 //! - [`db`]: a fresh SQLite file, or a fresh database plus a read-only user
 //!   (the guide's `grant select`) on the local MariaDB or PostgreSQL;
 //! - [`tls::TestCa`]: a test CA and server certificate (the `openssl` CLI);
@@ -32,6 +33,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod db;
+pub mod dns;
 pub mod dovecot;
 pub mod exec;
 pub mod guide;

@@ -83,8 +83,10 @@ pub struct Client {
     pub port: u16,
     /// TLS.
     pub security: Security,
-    /// `AUTH PLAIN` with (user, password), if any.
+    /// SMTP AUTH with (user, password), if any.
     pub auth: Option<(String, String)>,
+    /// The SASL mechanism for `auth` (`PLAIN`, the default, or `LOGIN`).
+    pub auth_mechanism: &'static str,
     /// The name sent in EHLO.
     pub helo: String,
     /// Local address to connect from (e.g. `127.0.0.2`, outside a test's
@@ -147,6 +149,7 @@ impl Client {
             port,
             security: Security::Plain,
             auth: None,
+            auth_mechanism: "PLAIN",
             helo: "client.example.net".to_owned(),
             source: None,
         }
@@ -159,6 +162,7 @@ impl Client {
             port,
             security: Security::StartTls(ca_file),
             auth: Some((user.to_owned(), password.to_owned())),
+            auth_mechanism: "PLAIN",
             helo: "client.example.net".to_owned(),
             source: None,
         }
@@ -192,7 +196,7 @@ impl Client {
         if let Some((user, password)) = &self.auth {
             cmd.args([
                 "--auth",
-                "PLAIN",
+                self.auth_mechanism,
                 "--auth-user",
                 user,
                 "--auth-password",

@@ -272,3 +272,277 @@ fn submitted_mail_is_dkim_signed_with_rsa_and_ed25519_and_verifies() {
         milterd.log()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Incoming mail (issue 6, part 2): SPF, DKIM and DMARC verification against
+// a test DNS server on loopback (postwerk_tests::dns), through the real
+// Postfix; the messages are signed by dkimpy and sent by python smtplib to
+// the smtp port as another server would.
+
+/// Our authserv-id: Postfix's myhostname in the harness.
+const AUTHSERV_ID: &str = "mail.example.org";
+
+/// Signs (when argv[4] is a key file) and sends one message with smtplib:
+/// argv: port helo mail_from key|- domain selector message_file tamper(0|1)
+/// rcpt. Prints `sent` or `rejected <code> <text>`.
+const SEND_PY: &str = r#"
+import dkim, smtplib, sys
+port, helo, mail_from, key, domain, selector, path, tamper, rcpt = sys.argv[1:10]
+msg = open(path, 'rb').read()
+if key != '-':
+    sig = dkim.sign(msg, selector.encode(), domain.encode(), open(key, 'rb').read(),
+                    canonicalize=(b'relaxed', b'relaxed'),
+                    include_headers=[b'from', b'to', b'subject', b'message-id', b'date'])
+    msg = sig + msg
+if tamper == '1':
+    msg = msg.replace(b'Hello from', b'Hullo from')
+s = smtplib.SMTP('127.0.0.1', int(port), local_hostname=helo, timeout=60)
+try:
+    s.sendmail(mail_from, [rcpt], msg)
+    print('sent')
+except smtplib.SMTPDataError as e:
+    print('rejected', e.smtp_code, e.smtp_error.decode())
+finally:
+    s.quit()
+"#;
+
+/// The message text of `msg` with CRLF line ends and extra header lines.
+fn render(msg: &Message, extra: &[&str]) -> String {
+    let mut out = String::new();
+    for h in extra {
+        out.push_str(h);
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!(
+        "From: <{}>\r\nTo: <{}>\r\nSubject: {}\r\nMessage-ID: {}\r\nDate: Mon, 01 Jun 2026 10:00:00 +0000\r\n\r\n",
+        msg.from,
+        msg.to.join(">, <"),
+        msg.subject,
+        msg.message_id
+    ));
+    out.push_str(&msg.body.replace('\n', "\r\n"));
+    out
+}
+
+struct Sender<'a> {
+    dir: &'a TestDir,
+    port: u16,
+    key: String,
+}
+
+impl Sender<'_> {
+    /// Sends `msg` from `helo`; signs it for `sign = Some((domain,
+    /// selector))`; `tamper` changes the body after signing.
+    fn send(
+        &self,
+        msg: &Message,
+        extra: &[&str],
+        sign: Option<(&str, &str)>,
+        tamper: bool,
+    ) -> String {
+        let path = self.dir.write(
+            format!("incoming/{}.eml", msg.token),
+            render(msg, extra),
+            0o644,
+        );
+        let (key, domain, selector) = match sign {
+            Some((d, s)) => (self.key.as_str(), d, s),
+            None => ("-", "-", "-"),
+        };
+        let mut cmd = Command::new(require("/usr/bin/python3"));
+        cmd.args(["-c", SEND_PY, &self.port.to_string(), "mx.sender.test"])
+            .args([msg.from.as_str(), key, domain, selector])
+            .arg(&path)
+            .args([if tamper { "1" } else { "0" }, msg.to[0].as_str()]);
+        let out = run(&mut cmd, None, Duration::from_secs(90)).assert_success();
+        out.stdout.trim().to_owned()
+    }
+}
+
+/// An RSA-2048 key for dkimpy (PKCS#1 PEM) and its DKIM public key value.
+fn rsa_key(dir: &TestDir) -> (String, String) {
+    let key = dir.join("incoming-dkim.key");
+    let mut keygen = Command::new(require("openssl"));
+    keygen
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&key)
+        .arg("2048");
+    run(&mut keygen, None, Duration::from_secs(60)).assert_success();
+    let der = dir.join("incoming-dkim.pub.der");
+    let mut public = Command::new(require("openssl"));
+    public
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&der);
+    run(&mut public, None, Duration::from_secs(60)).assert_success();
+    let mut b64 = Command::new(require("base64"));
+    b64.args(["-w", "0"]).arg(&der);
+    let p = run(&mut b64, None, Duration::from_secs(60))
+        .assert_success()
+        .stdout
+        .trim()
+        .to_owned();
+    (key.display().to_string(), p)
+}
+
+/// The one Authentication-Results value of a stored message, with the
+/// folding removed.
+fn our_results(stored: &str) -> String {
+    let all = header_values(stored, "Authentication-Results");
+    assert_eq!(all.len(), 1, "{stored}");
+    all[0].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn incoming_mail_is_verified_with_spf_dkim_dmarc_through_postfix() {
+    let dir = TestDir::new("milterd-verify");
+    let db = Sqlite::fresh(&dir);
+    let dns = postwerk_tests::dns::Dns::start();
+    let (key, public) = rsa_key(&dir);
+    dns.txt(
+        "sel1._domainkey.signed.test",
+        &format!("v=DKIM1; k=rsa; p={public}"),
+    )
+    .txt("signed.test", "v=spf1 ip4:127.0.0.1 -all")
+    .txt("spffail.test", "v=spf1 ip4:192.0.2.1 -all")
+    .txt("strict.test", "v=spf1 ip4:192.0.2.1 -all")
+    .txt("_dmarc.strict.test", "v=DMARC1; p=reject")
+    .txt("_dmarc.signed.test", "v=DMARC1; p=reject");
+    let port = free_port();
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n[milterd.dkim]\npath = \"{}/$domain.$selector.key\"\n\n[milterd.verify]\nauthserv_id = \"{AUTHSERV_ID}\"\n",
+        db.reader_url(),
+        dns.addr,
+        dir.join("dkim").display()
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(&db, &pw);
+    let mut milterd = Daemon::start(&dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
+    let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    let stack = Stack::start_with_config(&dir, &db, pf, None);
+    let sender = Sender {
+        dir: &dir,
+        port: stack.postfix.smtp_port,
+        key,
+    };
+
+    // (a) A valid signature, SPF pass, aligned: DMARC pass.
+    let valid = Message::new("news@signed.test", &[USER], "valid signature");
+    assert_eq!(
+        sender.send(&valid, &[], Some(("signed.test", "sel1")), false),
+        "sent"
+    );
+    // (b) The same, with the body changed after signing.
+    let broken = Message::new("news@signed.test", &[USER], "broken signature");
+    assert_eq!(
+        sender.send(&broken, &[], Some(("signed.test", "sel1")), true),
+        "sent"
+    );
+    // (c) SPF fail for the envelope domain (no DMARC record there).
+    let spf_fail = Message::new("someone@spffail.test", &[USER], "spf fail");
+    assert_eq!(sender.send(&spf_fail, &[], None, false), "sent");
+    // (d) DMARC p=reject, SPF fails and no signature: rejected at end of
+    // data.
+    let dmarc_fail = Message::new("ceo@strict.test", &[USER], "dmarc reject");
+    let out = sender.send(&dmarc_fail, &[], None, false);
+    assert!(
+        out.starts_with("rejected 550 5.7.1"),
+        "{out}\n{}",
+        milterd.log()
+    );
+    // (e) Forged results claiming our authserv-id; another host's stay.
+    let forged = Message::new("news@signed.test", &[USER], "forged results");
+    let extra = [
+        "Authentication-Results: mail.example.org; dkim=pass header.d=paypal.com",
+        "Authentication-Results: mx.elsewhere.test; spf=pass smtp.mailfrom=x@elsewhere.test",
+        "Authentication-Results: (sneaky) MAIL.EXAMPLE.ORG;\r\n\tdmarc=pass header.from=paypal.com",
+    ];
+    assert_eq!(sender.send(&forged, &extra, None, false), "sent");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &valid);
+    let ar = our_results(&stored);
+    assert!(ar.starts_with("mail.example.org;"), "{ar}");
+    assert!(
+        ar.contains("spf=pass") && ar.contains("smtp.mailfrom=news@signed.test"),
+        "{ar}"
+    );
+    assert!(ar.contains("smtp.helo=mx.sender.test"), "{ar}");
+    // dkimpy writes i=@signed.test, so the result names header.i.
+    assert!(
+        ar.contains("dkim=pass header.i=@signed.test header.s=sel1"),
+        "{ar}"
+    );
+    assert!(
+        ar.contains("dmarc=pass header.from=signed.test policy.dmarc=reject"),
+        "{ar}"
+    );
+    // At the top, above Postfix's own Received: (RFC 8601 §5).
+    let ours = stored.find("Authentication-Results:").unwrap();
+    let postfix_received = stored.find("Received: from mx.sender.test").unwrap();
+    assert!(ours < postfix_received, "{stored}");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &broken);
+    let ar = our_results(&stored);
+    // mail-auth reports a body hash mismatch as `neutral` (RFC 6376
+    // §6.1.3 allows either; RFC 8601 §2.7.1), never `pass`.
+    assert!(
+        ar.contains("dkim=neutral") || ar.contains("dkim=fail"),
+        "{ar}"
+    );
+    assert!(!ar.contains("dkim=pass"), "{ar}");
+    assert!(ar.contains("spf=pass"), "{ar}");
+    // SPF is aligned, so DMARC still passes (RFC 7489 §4.2).
+    assert!(ar.contains("dmarc=pass"), "{ar}");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &spf_fail);
+    let ar = our_results(&stored);
+    assert!(
+        ar.contains("spf=fail") && ar.contains("smtp.mailfrom=someone@spffail.test"),
+        "{ar}"
+    );
+    assert!(ar.contains("dkim=none"), "{ar}");
+    assert!(ar.contains("dmarc=none"), "{ar}");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &forged);
+    let all = header_values(&stored, "Authentication-Results");
+    assert_eq!(all.len(), 2, "{stored}");
+    let ar = our_results_among(&all);
+    assert!(!ar.contains("paypal"), "{ar}\n{stored}");
+    assert!(ar.contains("dkim=none"), "{ar}");
+    assert!(
+        all.iter().any(|v| v.contains("mx.elsewhere.test")),
+        "{stored}"
+    );
+
+    let log = milterd.log();
+    assert!(
+        log.contains("rejected by the sender domain's DMARC policy"),
+        "{log}"
+    );
+    assert!(
+        stack
+            .postfix
+            .maillog()
+            .contains("milter-reject: END-OF-MESSAGE")
+    );
+    drop(stack);
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
+
+/// The one value that starts with our authserv-id, folding removed.
+fn our_results_among(all: &[String]) -> String {
+    let ours: Vec<String> = all
+        .iter()
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|v| v.to_ascii_lowercase().contains("mail.example.org"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{all:?}");
+    ours[0].clone()
+}

@@ -1,0 +1,310 @@
+//! A small authoritative DNS server on loopback for test zones (RFC 1035),
+//! so that SPF, DKIM and DMARC tests need no internet: UDP and TCP on
+//! 127.0.0.1 and one free port, answering TXT and A queries from a map the
+//! test gives. A name in the map with no record of the asked type gets an
+//! empty NOERROR answer (NODATA); an unknown name gets NXDOMAIN; a name
+//! marked [`Dns::servfail`] gets SERVFAIL. UDP answers larger than the
+//! client's buffer (512 bytes, or its EDNS size) are truncated with TC set,
+//! and the client retries over TCP. Stops on Drop.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const TYPE_A: u16 = 1;
+const TYPE_TXT: u16 = 16;
+const TYPE_OPT: u16 = 41;
+const CLASS_IN: u16 = 1;
+const RCODE_SERVFAIL: u8 = 2;
+const RCODE_NXDOMAIN: u8 = 3;
+const RCODE_NOTIMP: u8 = 4;
+const TTL: u32 = 60;
+
+/// The records of the test zones.
+#[derive(Debug, Default, Clone)]
+struct Zone {
+    txt: HashMap<String, Vec<String>>,
+    a: HashMap<String, Vec<Ipv4Addr>>,
+    servfail: Vec<String>,
+}
+
+impl Zone {
+    fn has_name(&self, name: &str) -> bool {
+        self.txt.contains_key(name) || self.a.contains_key(name)
+    }
+}
+
+/// A running test DNS server.
+#[derive(Debug)]
+pub struct Dns {
+    /// Where it listens (UDP and TCP): `127.0.0.1:PORT`.
+    pub addr: SocketAddr,
+    zone: Arc<Mutex<Zone>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// `Example.ORG.` → `example.org`.
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Dns {
+    /// Starts a server with no records on a free port of 127.0.0.1.
+    pub fn start() -> Dns {
+        // One port for both: bind UDP first, then TCP on the same number;
+        // retry if another test took the TCP port in between.
+        for _ in 0..50 {
+            let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket on 127.0.0.1");
+            let addr = udp.local_addr().expect("local address of a bound socket");
+            let Ok(tcp) = TcpListener::bind(addr) else {
+                continue;
+            };
+            let zone = Arc::new(Mutex::new(Zone::default()));
+            let stop = Arc::new(AtomicBool::new(false));
+            udp.set_read_timeout(Some(Duration::from_millis(100)))
+                .expect("set a UDP read timeout");
+            tcp.set_nonblocking(true)
+                .expect("make the listener nonblocking");
+            let udp_thread = {
+                let (zone, stop) = (zone.clone(), stop.clone());
+                std::thread::spawn(move || serve_udp(&udp, &zone, &stop))
+            };
+            let tcp_thread = {
+                let (zone, stop) = (zone.clone(), stop.clone());
+                std::thread::spawn(move || serve_tcp(&tcp, &zone, &stop))
+            };
+            return Dns {
+                addr,
+                zone,
+                stop,
+                threads: vec![udp_thread, tcp_thread],
+            };
+        }
+        panic!("no free port for the test DNS server on 127.0.0.1");
+    }
+
+    /// Adds a TXT record (`v=spf1 -all`); the value is split into
+    /// character-strings of at most 255 bytes.
+    pub fn txt(&self, name: &str, value: &str) -> &Dns {
+        self.lock()
+            .txt
+            .entry(key(name))
+            .or_default()
+            .push(value.to_owned());
+        self
+    }
+
+    /// Adds an A record.
+    pub fn a(&self, name: &str, addr: Ipv4Addr) -> &Dns {
+        self.lock().a.entry(key(name)).or_default().push(addr);
+        self
+    }
+
+    /// Every query for `name` gets SERVFAIL.
+    pub fn servfail(&self, name: &str) -> &Dns {
+        self.lock().servfail.push(key(name));
+        self
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Zone> {
+        self.zone.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_udp(sock: &UdpSocket, zone: &Mutex<Zone>, stop: &AtomicBool) {
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+            continue;
+        };
+        let zone = zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(reply) = answer(&buf[..n], &zone, true) {
+            let _ = sock.send_to(&reply, peer);
+        }
+    }
+}
+
+fn serve_tcp(listener: &TcpListener, zone: &Mutex<Zone>, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let zone = zone.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                std::thread::spawn(move || {
+                    let _ = serve_tcp_conn(stream, &zone);
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// RFC 1035 §4.2.2: each message has a two-byte length prefix.
+fn serve_tcp_conn(mut stream: TcpStream, zone: &Zone) -> std::io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    loop {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len)?;
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut msg)?;
+        let Some(reply) = answer(&msg, zone, false) else {
+            return Ok(());
+        };
+        let n = u16::try_from(reply.len()).unwrap_or(u16::MAX);
+        stream.write_all(&n.to_be_bytes())?;
+        stream.write_all(&reply)?;
+    }
+}
+
+/// Reads a name at `pos` (no compression: queries don't use it).
+fn read_name(msg: &[u8], mut pos: usize) -> Option<(String, usize)> {
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*msg.get(pos)?);
+        pos += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(msg.get(pos..pos + len)?).into_owned());
+        pos += len;
+    }
+    Some((labels.join("."), pos))
+}
+
+fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*msg.get(pos)?, *msg.get(pos + 1)?]))
+}
+
+/// The reply to one query message, or `None` for garbage.
+fn answer(query: &[u8], zone: &Zone, is_udp: bool) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    if header[2] & 0x80 != 0 || u16_at(query, 4)? != 1 {
+        return None; // a response, or not exactly one question
+    }
+    let (name, end) = read_name(query, 12)?;
+    let qtype = u16_at(query, end)?;
+    let qclass = u16_at(query, end + 2)?;
+    let question = query.get(12..end + 4)?;
+    // EDNS (RFC 6891): the client's UDP buffer size in an OPT record.
+    let mut max_udp = 512usize;
+    if u16_at(query, 10)? > 0
+        && let Some((_, p)) = read_name(query, end + 4)
+        && u16_at(query, p) == Some(TYPE_OPT)
+    {
+        max_udp = usize::from(u16_at(query, p + 2)?).max(512);
+    }
+    let k = key(&name);
+    let opcode = (header[2] >> 3) & 0x0f;
+    let mut rcode = 0u8;
+    let mut answers: Vec<(u16, Vec<u8>)> = Vec::new();
+    if opcode != 0 {
+        rcode = RCODE_NOTIMP;
+    } else if zone.servfail.contains(&k) {
+        rcode = RCODE_SERVFAIL;
+    } else if !zone.has_name(&k) {
+        rcode = RCODE_NXDOMAIN;
+    } else if qclass == CLASS_IN {
+        if qtype == TYPE_TXT {
+            for v in zone.txt.get(&k).into_iter().flatten() {
+                let mut rdata = Vec::new();
+                for chunk in v.as_bytes().chunks(255) {
+                    rdata.push(chunk.len() as u8);
+                    rdata.extend_from_slice(chunk);
+                }
+                if v.is_empty() {
+                    rdata.push(0);
+                }
+                answers.push((TYPE_TXT, rdata));
+            }
+        } else if qtype == TYPE_A {
+            for a in zone.a.get(&k).into_iter().flatten() {
+                answers.push((TYPE_A, a.octets().to_vec()));
+            }
+        }
+    }
+    let build = |answers: &[(u16, Vec<u8>)], truncated: bool| {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(&header[..2]); // ID
+        // QR, opcode, AA; RD copied; TC when truncated.
+        out.push(
+            0x80 | (opcode << 3) | 0x04 | (header[2] & 0x01) | if truncated { 0x02 } else { 0 },
+        );
+        out.push(rcode);
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(question);
+        for (rtype, rdata) in answers {
+            out.extend_from_slice(&[0xc0, 0x0c]); // the name of the question
+            out.extend_from_slice(&rtype.to_be_bytes());
+            out.extend_from_slice(&CLASS_IN.to_be_bytes());
+            out.extend_from_slice(&TTL.to_be_bytes());
+            out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            out.extend_from_slice(rdata);
+        }
+        out
+    };
+    let full = build(&answers, false);
+    if is_udp && full.len() > max_udp {
+        return Some(build(&[], true));
+    }
+    Some(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&CLASS_IN.to_be_bytes());
+        q
+    }
+
+    #[test]
+    fn txt_nodata_nxdomain_servfail_truncation() {
+        let mut zone = Zone::default();
+        zone.txt.insert("a.test".into(), vec!["v=spf1 -all".into()]);
+        zone.txt.insert("big.test".into(), vec!["x".repeat(600)]);
+        zone.servfail.push("bad.test".into());
+        let r = answer(&query("A.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!(&r[..2], &[0x12, 0x34]);
+        assert_eq!(r[3] & 0x0f, 0);
+        assert_eq!(u16_at(&r, 6), Some(1));
+        assert!(r.ends_with(b"\x0bv=spf1 -all"));
+        let r = answer(&query("a.test", TYPE_A), &zone, true).unwrap();
+        assert_eq!((r[3] & 0x0f, u16_at(&r, 6)), (0, Some(0)));
+        let r = answer(&query("none.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!(r[3] & 0x0f, RCODE_NXDOMAIN);
+        let r = answer(&query("bad.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!(r[3] & 0x0f, RCODE_SERVFAIL);
+        let r = answer(&query("big.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!((r[2] & 0x02, u16_at(&r, 6)), (0x02, Some(0)));
+        let r = answer(&query("big.test", TYPE_TXT), &zone, false).unwrap();
+        assert_eq!(u16_at(&r, 6), Some(1));
+        assert!(answer(&[1, 2, 3], &zone, true).is_none());
+    }
+}
