@@ -72,7 +72,8 @@ impl Fresh {
         let db = Db::connect_lazy(&DatabaseConfig::from_url(&url).unwrap(), false).unwrap();
         Self {
             db,
-            admin: Some((admin, format!("DROP DATABASE {name}"))),
+            // FORCE: the backends of a just-closed pool may linger a moment.
+            admin: Some((admin, format!("DROP DATABASE {name} WITH (FORCE)"))),
             _dir: None,
         }
     }
