@@ -114,7 +114,7 @@ fn postgres() -> Db {
                     "postgres",
                     "-q",
                     "-c",
-                    &format!("DROP DATABASE {n2}"),
+                    &format!("DROP DATABASE {n2} WITH (FORCE)"),
                 ])
                 .output();
         })),
