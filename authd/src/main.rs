@@ -44,10 +44,15 @@ impl Daemon for Authd {
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         let (o, n) = (&old.authd, &new.authd);
-        o.auth_listen != n.auth_listen || o.dict_listen != n.dict_listen || o.service.limits != n.service.limits
+        o.auth_listen != n.auth_listen
+            || o.dict_listen != n.dict_listen
+            || o.service.limits != n.service.limits
     }
     fn describe(cfg: &Config) -> String {
-        format!("auth {:?}, dict {:?}", cfg.authd.auth_listen, cfg.authd.dict_listen)
+        format!(
+            "auth {:?}, dict {:?}",
+            cfg.authd.auth_listen, cfg.authd.dict_listen
+        )
     }
     fn run(
         limits: Limits,

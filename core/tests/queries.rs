@@ -634,14 +634,28 @@ async fn change_probe_sees_every_write(db: &Db) {
     let mut probe = ChangeProbe::new(db.clone());
     let m0 = probe.marker().await.unwrap();
     assert_eq!(probe.marker().await.unwrap(), m0, "no write, same marker");
-    db.account_set_enabled("user1", "example.org", false).await.unwrap();
+    db.account_set_enabled("user1", "example.org", false)
+        .await
+        .unwrap();
     let m1 = probe.marker().await.unwrap();
     assert_ne!(m1, m0, "an UPDATE changes the marker");
-    db.alias_add(&alias(Some("new"), "example.org", "user1", "example.org", true)).await.unwrap();
+    db.alias_add(&alias(
+        Some("new"),
+        "example.org",
+        "user1",
+        "example.org",
+        true,
+    ))
+    .await
+    .unwrap();
     let m2 = probe.marker().await.unwrap();
     assert_ne!(m2, m1, "an INSERT changes the marker");
     db.tlspolicy_del("gmx.de").await.unwrap();
-    assert_ne!(probe.marker().await.unwrap(), m2, "a DELETE changes the marker");
+    assert_ne!(
+        probe.marker().await.unwrap(),
+        m2,
+        "a DELETE changes the marker"
+    );
 }
 
 #[tokio::test]

@@ -182,7 +182,8 @@ struct UserBoxes<'a> {
 impl sieve::Mailboxes for UserBoxes<'_> {
     fn exists(&self, folder: &str) -> bool {
         folder.eq_ignore_ascii_case("INBOX")
-            || (check_folder_name(folder).is_ok() && maildir::is_maildir(&maildir::folder_dir(self.root, folder)))
+            || (check_folder_name(folder).is_ok()
+                && maildir::is_maildir(&maildir::folder_dir(self.root, folder)))
     }
 
     fn seen_before(&self, id: &str, expiry: u64) -> bool {
@@ -217,7 +218,9 @@ fn seen_before(home: &Path, id: &str, expiry: u64, owner: Owner) -> io::Result<b
         let Some((exp, lid)) = line.split_once(' ') else {
             continue;
         };
-        let Ok(exp) = exp.parse::<u64>() else { continue };
+        let Ok(exp) = exp.parse::<u64>() else {
+            continue;
+        };
         if exp <= now {
             continue;
         }
@@ -230,7 +233,10 @@ fn seen_before(home: &Path, id: &str, expiry: u64, owner: Owner) -> io::Result<b
     if !seen {
         keep.push_str(&format!("{} {id}\n", now.saturating_add(expiry.max(1))));
         maildir::make_dirs(home, owner)?;
-        let tmp = home.join(format!(".postwerk-duplicates.{}", maildir::unique_name("lmtpd")));
+        let tmp = home.join(format!(
+            ".postwerk-duplicates.{}",
+            maildir::unique_name("lmtpd")
+        ));
         std::fs::write(&tmp, keep)?;
         owner.apply(&tmp)?;
         std::fs::rename(&tmp, &path)?;
@@ -271,7 +277,9 @@ fn scripts(engine: &Engine, s: &Settings, mb: &Mailbox) -> Vec<(String, Arc<::si
         match engine.load(p) {
             Ok(Some(script)) => out.push((p.display().to_string(), script)),
             Ok(None) => {}
-            Err(e) => error!(user = %mb.account, error = %e, "sieve script unusable; skipped, mail is kept"),
+            Err(e) => {
+                error!(user = %mb.account, error = %e, "sieve script unusable; skipped, mail is kept")
+            }
         }
     }
     out
@@ -283,7 +291,13 @@ fn scripts(engine: &Engine, s: &Settings, mb: &Mailbox) -> Vec<(String, Arc<::si
 fn send(s: &Settings, from: &str, to: &str, message: &[u8]) -> io::Result<()> {
     use std::io::Write;
     let mut child = Command::new(&s.sendmail_path)
-        .args(["-i", "-f", if from.is_empty() { "<>" } else { from }, "--", to])
+        .args([
+            "-i",
+            "-f",
+            if from.is_empty() { "<>" } else { from },
+            "--",
+            to,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -376,7 +390,8 @@ pub fn deliver(
                         if !maildir::is_maildir(&d) {
                             maildir::ensure_maildir(&d, s.owner).map_err(err)?;
                             if s.autosubscribe {
-                                maildir::subscribe(&mb.root, &[folder.as_str()], s.owner).map_err(err)?;
+                                maildir::subscribe(&mb.root, &[folder.as_str()], s.owner)
+                                    .map_err(err)?;
                             }
                         }
                         d
@@ -390,7 +405,9 @@ pub fn deliver(
                 let info = maildir::info(&f.system, &kw);
                 let saved = match &message {
                     Some(m) => maildir::store(&dir, &[m.as_slice()], &info, &s.hostname, s.owner),
-                    None => maildir::store(&dir, &[head.as_bytes(), body], &info, &s.hostname, s.owner),
+                    None => {
+                        maildir::store(&dir, &[head.as_bytes(), body], &info, &s.hostname, s.owner)
+                    }
                 }
                 .map_err(err)?;
                 if let Err(e) = quota::add(&mb.root, saved.size) {
@@ -415,8 +432,12 @@ pub fn deliver(
                     }
                 };
                 match result {
-                    Ok(()) => tracing::info!(user = %user, to = %to, is_auto_reply, "sieve message sent"),
-                    Err(e) => error!(user = %user, to = %to, error = %e, "sieve redirect/vacation failed"),
+                    Ok(()) => {
+                        tracing::info!(user = %user, to = %to, is_auto_reply, "sieve message sent")
+                    }
+                    Err(e) => {
+                        error!(user = %user, to = %to, error = %e, "sieve redirect/vacation failed")
+                    }
                 }
             }
         }
@@ -448,7 +469,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(rfc5322_date(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(1_795_930_623), "Sun, 29 Nov 2026 05:37:03 +0000");
+        assert_eq!(
+            rfc5322_date(1_795_930_623),
+            "Sun, 29 Nov 2026 05:37:03 +0000"
+        );
         assert_eq!(rfc5322_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
     }
 

@@ -109,9 +109,12 @@ pub async fn recipient(db: &Db, s: &Settings, rcpt: &str) -> Result<Verdict, Loo
         return Ok(Verdict::BadAddress);
     };
     let (account, detail) = addr.split_detail(&s.delimiters);
-    let row = tokio::time::timeout(s.timeout, db.enabled_account(account.local(), account.domain()))
-        .await
-        .map_err(|_| LookupError::Timeout(s.timeout))??;
+    let row = tokio::time::timeout(
+        s.timeout,
+        db.enabled_account(account.local(), account.domain()),
+    )
+    .await
+    .map_err(|_| LookupError::Timeout(s.timeout))??;
     let Some(row) = row else {
         return Ok(Verdict::NoSuchUser);
     };

@@ -47,7 +47,11 @@ impl Flags {
     /// Sorts Sieve flag names into system flags and keywords (RFC 5232).
     pub fn from_names(names: &[String]) -> Self {
         let mut f = Flags::default();
-        for n in names.iter().flat_map(|n| n.split(' ')).filter(|n| !n.is_empty()) {
+        for n in names
+            .iter()
+            .flat_map(|n| n.split(' '))
+            .filter(|n| !n.is_empty())
+        {
             let letter = match n.to_ascii_lowercase().as_str() {
                 "\\draft" => Some('D'),
                 "\\flagged" => Some('F'),
@@ -62,7 +66,8 @@ impl Flags {
                 // `\Recent` and unknown system flags cannot be set (RFC 3501).
                 None if n.starts_with('\\') => {}
                 None => {
-                    if !f.keywords.iter().any(|k| k == n) && n.chars().all(|c| c.is_ascii_graphic()) {
+                    if !f.keywords.iter().any(|k| k == n) && n.chars().all(|c| c.is_ascii_graphic())
+                    {
                         f.keywords.push(n.to_owned());
                     }
                 }
@@ -83,7 +88,9 @@ impl Flags {
 /// within one microsecond).
 pub fn unique_name(hostname: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
         "{}.M{}P{}Q{}.{}",
@@ -183,13 +190,23 @@ pub fn bare_lfs(parts: &[&[u8]]) -> u64 {
 /// target directory. Nothing is visible before the rename and nothing is
 /// left in `tmp/` on error. Keyword letters must already be resolved
 /// (see [`keyword_letters`]).
-pub fn store(dir: &Path, parts: &[&[u8]], info: &str, hostname: &str, owner: Owner) -> io::Result<Stored> {
+pub fn store(
+    dir: &Path,
+    parts: &[&[u8]],
+    info: &str,
+    hostname: &str,
+    owner: Owner,
+) -> io::Result<Stored> {
     let size: u64 = parts.iter().map(|p| p.len() as u64).sum();
     let vsize = size + bare_lfs(parts);
     let unique = unique_name(hostname);
     let tmp = dir.join("tmp").join(&unique);
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         for p in parts {
             f.write_all(p)?;
         }
@@ -224,7 +241,11 @@ fn replace_file(path: &Path, content: &[u8], owner: Owner) -> io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.{}.tmp", unique_name("lmtpd")));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(content)?;
         f.sync_all()?;
         owner.apply(&tmp)?;
@@ -249,10 +270,21 @@ pub fn subscribe(root: &Path, folders: &[&str], owner: Owner) -> io::Result<()> 
     };
     let mut names: Vec<String> = Vec::new();
     if existing.starts_with("V\t") {
-        names.extend(existing.lines().skip(1).filter(|l| !l.is_empty()).map(str::to_owned));
+        names.extend(
+            existing
+                .lines()
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
     } else {
         // Version 1 (pre-2.2.17): one name per line with the separator.
-        names.extend(existing.lines().filter(|l| !l.is_empty()).map(|l| l.replace('/', "\t")));
+        names.extend(
+            existing
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace('/', "\t")),
+        );
     }
     let before = names.len();
     for f in folders {
@@ -345,7 +377,11 @@ mod tests {
         // issue found by the demo: a header folded with CRLF inside an
         // LF-ended message made W too large and Dovecot dropped the record
         assert_eq!(bare_lfs(&[b"a\nb\r\nc\n"]), 2);
-        assert_eq!(bare_lfs(&[b"a\r", b"\nb\n"]), 1, "CR and LF split across parts");
+        assert_eq!(
+            bare_lfs(&[b"a\r", b"\nb\n"]),
+            1,
+            "CR and LF split across parts"
+        );
         assert_eq!(bare_lfs(&[]), 0);
     }
 
@@ -354,25 +390,45 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("mail");
         ensure_maildir(&root, Owner::default()).unwrap();
-        let s = store(&root, &[b"A: b\n", b"\nbody\n"], "", "vm/x:y", Owner::default()).unwrap();
+        let s = store(
+            &root,
+            &[b"A: b\n", b"\nbody\n"],
+            "",
+            "vm/x:y",
+            Owner::default(),
+        )
+        .unwrap();
         let name = s.path.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(s.path.starts_with(root.join("new")));
         assert!(name.ends_with(".vm\\057x\\072y,S=11,W=14"), "{name}");
         assert_eq!(s.size, 11);
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
-        let flags = Flags::from_names(&["\\Seen \\Flagged".into(), "$Junk".into(), "\\Recent".into()]);
+        let flags =
+            Flags::from_names(&["\\Seen \\Flagged".into(), "$Junk".into(), "\\Recent".into()]);
         assert_eq!(flags.system, vec!['F', 'S']);
         let spam = folder_dir(&root, "Spam");
         ensure_maildir(&spam, Owner::default()).unwrap();
         let kw = keyword_letters(&spam, &flags.keywords, Owner::default()).unwrap();
-        let kw2 = keyword_letters(&spam, &["mykeyword".into(), "$Junk".into()], Owner::default()).unwrap();
+        let kw2 = keyword_letters(
+            &spam,
+            &["mykeyword".into(), "$Junk".into()],
+            Owner::default(),
+        )
+        .unwrap();
         assert_eq!(kw, vec!['a']);
         assert_eq!(kw2, vec!['a', 'b']);
         assert_eq!(
             fs::read_to_string(spam.join("dovecot-keywords")).unwrap(),
             "0 $Junk\n1 mykeyword\n"
         );
-        let s = store(&spam, &[b"x\n"], &info(&flags.system, &kw2), "vm", Owner::default()).unwrap();
+        let s = store(
+            &spam,
+            &[b"x\n"],
+            &info(&flags.system, &kw2),
+            "vm",
+            Owner::default(),
+        )
+        .unwrap();
         assert!(
             s.path.to_str().unwrap().ends_with(",S=2,W=3:2,FSab"),
             "{}",

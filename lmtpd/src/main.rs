@@ -49,7 +49,10 @@ impl Daemon for Lmtpd {
         old.lmtpd.listen != new.lmtpd.listen || old.lmtpd.service.limits != new.lmtpd.service.limits
     }
     fn describe(cfg: &Config) -> String {
-        format!("listen {:?}, mail_home {}", cfg.lmtpd.listen, cfg.lmtpd.mail_home)
+        format!(
+            "listen {:?}, mail_home {}",
+            cfg.lmtpd.listen, cfg.lmtpd.mail_home
+        )
     }
     fn run(
         limits: Limits,

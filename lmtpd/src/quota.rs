@@ -70,12 +70,14 @@ pub fn scan(root: &Path) -> io::Result<Usage> {
                 if name.starts_with('.') {
                     continue;
                 }
-                let size = size_from_name(&name).map(Ok).unwrap_or_else(|| match e.metadata() {
-                    Ok(m) => Ok(m.len()),
-                    // Expunged meanwhile.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-                    Err(e) => Err(e),
-                })?;
+                let size = size_from_name(&name)
+                    .map(Ok)
+                    .unwrap_or_else(|| match e.metadata() {
+                        Ok(m) => Ok(m.len()),
+                        // Expunged meanwhile.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+                        Err(e) => Err(e),
+                    })?;
                 u.bytes += size as i64;
                 u.count += 1;
             }
@@ -142,7 +144,11 @@ pub fn recalculate(root: &Path, limit_bytes: u64, owner: Owner) -> io::Result<Us
         .join("tmp")
         .join(format!("maildirsize.{}", maildir::unique_name("lmtpd")));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(format!("{}\n{} {}\n", header(limit_bytes), u.bytes, u.count).as_bytes())?;
         f.sync_all()?;
         owner.apply(&tmp)?;
@@ -159,7 +165,10 @@ pub fn recalculate(root: &Path, limit_bytes: u64, owner: Owner) -> io::Result<Us
 /// is left missing (the next check recalculates it from the disk, which
 /// already has this message).
 pub fn add(root: &Path, size: u64) -> io::Result<()> {
-    let mut f = match OpenOptions::new().append(true).open(root.join("maildirsize")) {
+    let mut f = match OpenOptions::new()
+        .append(true)
+        .open(root.join("maildirsize"))
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
@@ -175,10 +184,19 @@ mod tests {
     fn captured_file_parses() {
         let (h, u) = parse("10485760S\n0 0\n726 1\n2513 1\n300 1\n5931 1\n").unwrap();
         assert_eq!(h, "10485760S");
-        assert_eq!(u, Usage { bytes: 9470, count: 4 });
+        assert_eq!(
+            u,
+            Usage {
+                bytes: 9470,
+                count: 4
+            }
+        );
         assert_eq!(
             parse("1024S,50C\n-726 -1\n").unwrap().1,
-            Usage { bytes: -726, count: -1 }
+            Usage {
+                bytes: -726,
+                count: -1
+            }
         );
         assert!(parse("10S\ngarbage\n").is_none());
         assert_eq!(
@@ -199,20 +217,44 @@ mod tests {
         maildir::store(&root.join("Spam"), &[b"abc\n"], "S", "h", o).unwrap();
         assert_eq!(usage(&root, 0, o).unwrap(), Usage::default());
         assert!(!root.join("maildirsize").exists());
-        assert_eq!(usage(&root, 1 << 20, o).unwrap(), Usage { bytes: 10, count: 2 });
+        assert_eq!(
+            usage(&root, 1 << 20, o).unwrap(),
+            Usage {
+                bytes: 10,
+                count: 2
+            }
+        );
         assert_eq!(
             fs::read_to_string(root.join("maildirsize")).unwrap(),
             "1048576S\n10 2\n"
         );
         add(&root, 100).unwrap();
-        assert_eq!(usage(&root, 1 << 20, o).unwrap(), Usage { bytes: 110, count: 3 });
+        assert_eq!(
+            usage(&root, 1 << 20, o).unwrap(),
+            Usage {
+                bytes: 110,
+                count: 3
+            }
+        );
         // a changed limit means a stale header: recount from disk
-        assert_eq!(usage(&root, 2 << 20, o).unwrap(), Usage { bytes: 10, count: 2 });
+        assert_eq!(
+            usage(&root, 2 << 20, o).unwrap(),
+            Usage {
+                bytes: 10,
+                count: 2
+            }
+        );
         let mut big = String::from("2097152S\n");
         for _ in 0..2000 {
             big.push_str("1 1\n");
         }
         fs::write(root.join("maildirsize"), big).unwrap();
-        assert_eq!(usage(&root, 2 << 20, o).unwrap(), Usage { bytes: 10, count: 2 });
+        assert_eq!(
+            usage(&root, 2 << 20, o).unwrap(),
+            Usage {
+                bytes: 10,
+                count: 2
+            }
+        );
     }
 }

@@ -33,8 +33,12 @@ pub fn lhlo(hostname: &str, max_size: usize) -> Reply {
 pub fn syntax(e: &SyntaxError) -> Reply {
     match e {
         SyntaxError::Unknown => Reply::new(500, "5.5.1", "Unknown command"),
-        SyntaxError::BadArguments(why) => Reply::new(501, "5.5.4", format!("Invalid arguments: {why}")),
-        SyntaxError::BadParameter(p) => Reply::new(555, "5.5.4", format!("Unsupported parameter {p}")),
+        SyntaxError::BadArguments(why) => {
+            Reply::new(501, "5.5.4", format!("Invalid arguments: {why}"))
+        }
+        SyntaxError::BadParameter(p) => {
+            Reply::new(555, "5.5.4", format!("Unsupported parameter {p}"))
+        }
         SyntaxError::TooLong => Reply::new(500, "5.5.2", "Line too long"),
         SyntaxError::NotUtf8 => Reply::new(500, "5.5.2", "Invalid characters in command"),
     }
@@ -52,7 +56,11 @@ pub fn mail_ok() -> Reply {
 
 /// MAIL with `SIZE=` above our limit.
 pub fn mail_too_big() -> Reply {
-    Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size")
+    Reply::new(
+        552,
+        "5.3.4",
+        "Message size exceeds fixed maximum message size",
+    )
 }
 
 /// Too many RCPTs in one transaction.
@@ -62,12 +70,21 @@ pub fn too_many_recipients() -> Reply {
 
 /// The RCPT reply for a lookup result. `quota_text` is
 /// `quota_exceeded_message` with `%u` expanded.
-pub fn rcpt(rcpt: &str, result: &Result<Verdict, LookupError>, quota_text: &str, quota_tempfail: bool) -> Reply {
+pub fn rcpt(
+    rcpt: &str,
+    result: &Result<Verdict, LookupError>,
+    quota_text: &str,
+    quota_tempfail: bool,
+) -> Reply {
     match result {
         Ok(Verdict::Accept(_)) => Reply::new(250, "2.1.5", "OK"),
-        Ok(Verdict::NoSuchUser) => Reply::new(550, "5.1.1", format!("<{rcpt}> User doesn't exist: {rcpt}")),
+        Ok(Verdict::NoSuchUser) => {
+            Reply::new(550, "5.1.1", format!("<{rcpt}> User doesn't exist: {rcpt}"))
+        }
         Ok(Verdict::OverQuota(_)) => over_quota(rcpt, quota_text, quota_tempfail),
-        Ok(Verdict::BadAddress) => Reply::new(501, "5.1.3", format!("<{rcpt}> Invalid recipient address")),
+        Ok(Verdict::BadAddress) => {
+            Reply::new(501, "5.1.3", format!("<{rcpt}> Invalid recipient address"))
+        }
         Err(e) => match e {
             LookupError::Db(d) => match d {
                 DbError::Unavailable(_)
@@ -77,7 +94,9 @@ pub fn rcpt(rcpt: &str, result: &Result<Verdict, LookupError>, quota_text: &str,
                 | DbError::Duplicate { .. }
                 | DbError::ForeignKey { .. } => temp_lookup(rcpt),
             },
-            LookupError::Timeout(_) | LookupError::Storage { .. } | LookupError::UnsafeName(_) => temp_lookup(rcpt),
+            LookupError::Timeout(_) | LookupError::Storage { .. } | LookupError::UnsafeName(_) => {
+                temp_lookup(rcpt)
+            }
         },
     }
 }
@@ -102,7 +121,11 @@ pub fn data_go() -> Reply {
 /// The per-recipient reply when the message itself was refused.
 pub fn data_error(e: DataError) -> Reply {
     match e {
-        DataError::TooBig => Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"),
+        DataError::TooBig => Reply::new(
+            552,
+            "5.3.4",
+            "Message size exceeds fixed maximum message size",
+        ),
         DataError::LineTooLong => Reply::new(552, "5.3.4", "Message line too long"),
         DataError::TooManyHeaders => Reply::new(552, "5.3.4", "Too many header lines"),
     }
@@ -117,10 +140,16 @@ pub fn delivered(
     quota_tempfail: bool,
 ) -> Reply {
     match result {
-        Ok(Delivered::Stored(_)) | Ok(Delivered::Discarded) => Reply::new(250, "2.0.0", format!("<{rcpt}> {id} Saved")),
+        Ok(Delivered::Stored(_)) | Ok(Delivered::Discarded) => {
+            Reply::new(250, "2.0.0", format!("<{rcpt}> {id} Saved"))
+        }
         Ok(Delivered::Rejected(reason)) => Reply::new(550, "5.7.1", format!("<{rcpt}> {reason}")),
         Ok(Delivered::OverQuota) => over_quota(rcpt, quota_text, quota_tempfail),
-        Err(DeliveryError::NoSpace { .. }) => Reply::new(452, "4.3.1", format!("<{rcpt}> Insufficient system storage")),
+        Err(DeliveryError::NoSpace { .. }) => Reply::new(
+            452,
+            "4.3.1",
+            format!("<{rcpt}> Insufficient system storage"),
+        ),
         Err(DeliveryError::Io { .. }) | Err(DeliveryError::Task(_)) => {
             Reply::new(451, "4.3.0", format!("<{rcpt}> Temporary internal error"))
         }

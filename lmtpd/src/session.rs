@@ -80,7 +80,11 @@ async fn send(framed: &mut Conn, reply: &Reply) -> bool {
 
 /// One LMTP connection.
 pub async fn run(stream: Stream, peer: Peer, shared: Arc<Shared>, token: CancellationToken) {
-    let codec = LmtpCodec::new(shared.max_line_length, shared.max_message_size, shared.max_header_lines);
+    let codec = LmtpCodec::new(
+        shared.max_line_length,
+        shared.max_message_size,
+        shared.max_header_lines,
+    );
     let mut framed = Framed::new(stream, codec);
     let sid = session_id();
     let hostname = shared.deliver.hostname.clone();
@@ -120,7 +124,8 @@ pub async fn run(stream: Stream, peer: Peer, shared: Arc<Shared>, token: Cancell
         };
         let cmd = match frame {
             Frame::Data(result) => {
-                let State::Mail { from, rcpts } = std::mem::replace(&mut state, State::Greeted) else {
+                let State::Mail { from, rcpts } = std::mem::replace(&mut state, State::Greeted)
+                else {
                     // The codec only enters data mode after a DATA we accepted.
                     warn!("message without a transaction; ignored");
                     continue;
@@ -162,7 +167,10 @@ pub async fn run(stream: Stream, peer: Peer, shared: Arc<Shared>, token: Cancell
                 State::Fresh => reply::bad_sequence("LHLO first"),
                 State::Mail { .. } => reply::bad_sequence("MAIL already given"),
                 State::Greeted => {
-                    if params.size.is_some_and(|s| s > shared.max_message_size as u64) {
+                    if params
+                        .size
+                        .is_some_and(|s| s > shared.max_message_size as u64)
+                    {
                         reply::mail_too_big()
                     } else {
                         state = State::Mail {
@@ -175,7 +183,9 @@ pub async fn run(stream: Stream, peer: Peer, shared: Arc<Shared>, token: Cancell
             },
             Command::Rcpt { to, .. } => match &mut state {
                 State::Fresh | State::Greeted => reply::bad_sequence("MAIL first"),
-                State::Mail { rcpts, .. } if rcpts.len() >= shared.max_recipients => reply::too_many_recipients(),
+                State::Mail { rcpts, .. } if rcpts.len() >= shared.max_recipients => {
+                    reply::too_many_recipients()
+                }
                 State::Mail { rcpts, .. } => {
                     let result = lookup::recipient(&shared.db, &shared.lookup, &to).await;
                     let quota_text = match &result {
@@ -185,8 +195,12 @@ pub async fn run(stream: Stream, peer: Peer, shared: Arc<Shared>, token: Cancell
                     let r = reply::rcpt(&to, &result, &quota_text, shared.quota_full_tempfail);
                     match result {
                         Ok(Verdict::Accept(mb)) => rcpts.push(mb),
-                        Ok(v) => info!(to = %to, verdict = ?verdict_name(&v), reply = r.code, "recipient refused"),
-                        Err(e) => warn!(to = %to, error = %e, "recipient lookup failed; answered 451"),
+                        Ok(v) => {
+                            info!(to = %to, verdict = ?verdict_name(&v), reply = r.code, "recipient refused")
+                        }
+                        Err(e) => {
+                            warn!(to = %to, error = %e, "recipient lookup failed; answered 451")
+                        }
                     }
                     r
                 }
@@ -278,7 +292,9 @@ async fn finish_data(
             Ok(other) => {
                 info!(from = %env.from, to = %mb.rcpt, result = ?other, reply = r.code, elapsed_ms, "not stored")
             }
-            Err(e) => warn!(from = %env.from, to = %mb.rcpt, error = %e, reply = r.code, "delivery failed"),
+            Err(e) => {
+                warn!(from = %env.from, to = %mb.rcpt, error = %e, reply = r.code, "delivery failed")
+            }
         }
         if !send(framed, &r).await {
             return false;

@@ -128,10 +128,27 @@ plugin {{
 
 /// Delivers with swaks over LMTP; returns the transcript.
 fn swaks(port: u16, from: &str, to: &str, data: &str) -> String {
-    assert!(Path::new(SWAKS).exists(), "{SWAKS} is missing: apt-get install swaks");
+    assert!(
+        Path::new(SWAKS).exists(),
+        "{SWAKS} is missing: apt-get install swaks"
+    );
     let out = Command::new(SWAKS)
-        .args(["--protocol", "LMTP", "--server", &format!("127.0.0.1:{port}")])
-        .args(["--helo", "mx.test.local", "--from", from, "--to", to, "--data", "-"])
+        .args([
+            "--protocol",
+            "LMTP",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--helo",
+            "mx.test.local",
+            "--from",
+            from,
+            "--to",
+            to,
+            "--data",
+            "-",
+        ])
         .args(["--timeout", "30"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -178,7 +195,8 @@ fn subjects(v: &serde_json::Value, folder: &str) -> Vec<String> {
 }
 
 fn msg(subject: &str, extra: &str, lines: usize) -> String {
-    let mut m = format!("From: a@remote.test\nTo: user1@example.org\nSubject: {subject}\n{extra}\n");
+    let mut m =
+        format!("From: a@remote.test\nTo: user1@example.org\nSubject: {subject}\n{extra}\n");
     for i in 0..lines {
         m.push_str(&format!(
             "line {i} of the body, padded to a reasonable length for the test\n"
@@ -211,7 +229,12 @@ if envelope :detail "to" "news" {
     .unwrap();
 
     let result = tokio::task::spawn_blocking(move || {
-        let t1 = swaks(port, "a@remote.test", "user1@example.org", &msg("plain hello", "", 3));
+        let t1 = swaks(
+            port,
+            "a@remote.test",
+            "user1@example.org",
+            &msg("plain hello", "", 3),
+        );
         assert!(t1.contains("250 2.0.0 <user1@example.org>"), "{t1}");
         let t2 = swaks(
             port,
@@ -271,7 +294,10 @@ if envelope :detail "to" "news" {
         Ok(r) => r,
         Err(e) => {
             let kept = d.keep();
-            panic!("peer exchange failed (tree kept at {}): {e}", kept.display());
+            panic!(
+                "peer exchange failed (tree kept at {}): {e}",
+                kept.display()
+            );
         }
     };
     assert!(t6.contains("550 5.1.1 <nosuch@example.org>"), "{t6}");
@@ -294,7 +320,10 @@ if envelope :detail "to" "news" {
         .iter()
         .map(|f| f.as_str().unwrap())
         .collect();
-    assert!(flags.contains(&"\\Flagged") && flags.contains(&"$work"), "{flags:?}");
+    assert!(
+        flags.contains(&"\\Flagged") && flags.contains(&"$work"),
+        "{flags:?}"
+    );
     let lsub: Vec<&str> = user1["lsub"]
         .as_array()
         .unwrap()
@@ -330,7 +359,11 @@ if envelope :detail "to" "news" {
     );
     assert_eq!(subjects(&small, "INBOX"), vec!["big 0", "big 1"]);
     // everything belongs to vmail
-    let vmail = nix::unistd::User::from_name("vmail").unwrap().unwrap().uid.as_raw();
+    let vmail = nix::unistd::User::from_name("vmail")
+        .unwrap()
+        .unwrap()
+        .uid
+        .as_raw();
     for p in messages(&root)
         .iter()
         .chain([root.join("maildirsize"), root.join("subscriptions")].iter())

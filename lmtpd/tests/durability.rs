@@ -50,13 +50,15 @@ fn burst(port: u16, t: usize, count: usize, acked: Arc<AtomicUsize>) -> Vec<Stri
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    if reply(&mut r).is_none() || w.write_all(b"LHLO burst\r\n").is_err() || reply(&mut r).is_none() {
+    if reply(&mut r).is_none() || w.write_all(b"LHLO burst\r\n").is_err() || reply(&mut r).is_none()
+    {
         return ok;
     }
     let body = "x".repeat(76);
     for i in 0..count {
         let subject = format!("burst-{t}-{i}");
-        let mut msg = String::from("MAIL FROM:<a@remote.test>\r\nRCPT TO:<user1@example.org>\r\nDATA\r\n");
+        let mut msg =
+            String::from("MAIL FROM:<a@remote.test>\r\nRCPT TO:<user1@example.org>\r\nDATA\r\n");
         if w.write_all(msg.as_bytes()).is_err() {
             return ok;
         }
@@ -164,13 +166,20 @@ fn kill_9_mid_burst_loses_no_acknowledged_message() {
         *seen.entry(subject).or_insert(0) += 1;
     }
     for s in &acknowledged {
-        assert_eq!(seen.get(s), Some(&1), "acknowledged {s} is not stored exactly once");
+        assert_eq!(
+            seen.get(s),
+            Some(&1),
+            "acknowledged {s} is not stored exactly once"
+        );
     }
     assert!(seen.values().all(|&n| n == 1));
 
     // It starts again on the same tree and delivers.
     let mut child = spawn(&config, &log);
-    assert!(wait_for_port(port, Duration::from_secs(20)), "lmtpd did not restart");
+    assert!(
+        wait_for_port(port, Duration::from_secs(20)),
+        "lmtpd did not restart"
+    );
     let again = burst(port, 9, 20, Arc::new(AtomicUsize::new(0)));
     child.kill().unwrap();
     child.wait().unwrap();

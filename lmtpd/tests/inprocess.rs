@@ -12,7 +12,11 @@ async fn malformed_commands_get_500_501_and_the_session_goes_on() {
     let d = start("", None, "root").await;
     let mut c = Client::connect(d.port).await;
     assert!(c.cmd("FOO bar").await.starts_with("500 5.5.1"));
-    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("503 5.5.1"));
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.test>")
+            .await
+            .starts_with("503 5.5.1")
+    );
     assert!(c.cmd("EHLO x").await.starts_with("500 5.5.1"));
     let caps = c.cmd("LHLO mx.test.local").await;
     for cap in [
@@ -26,9 +30,17 @@ async fn malformed_commands_get_500_501_and_the_session_goes_on() {
         assert!(caps.contains(cap), "{cap} missing in {caps}");
     }
     assert!(!caps.contains("CHUNKING"));
-    assert!(c.cmd("RCPT TO:<user1@example.org>").await.starts_with("503 5.5.1"));
+    assert!(
+        c.cmd("RCPT TO:<user1@example.org>")
+            .await
+            .starts_with("503 5.5.1")
+    );
     assert!(c.cmd("DATA").await.starts_with("503 5.5.1"));
-    assert!(c.cmd("MAIL FROM:a@remote.test").await.starts_with("501 5.5.4"));
+    assert!(
+        c.cmd("MAIL FROM:a@remote.test")
+            .await
+            .starts_with("501 5.5.4")
+    );
     assert!(
         c.cmd("MAIL FROM:<a@remote.test> X-FOO=1")
             .await
@@ -40,7 +52,11 @@ async fn malformed_commands_get_500_501_and_the_session_goes_on() {
     let long = format!("NOOP {}", "x".repeat(20_000));
     assert!(c.cmd(&long).await.starts_with("500 5.5.2"));
     assert!(c.cmd("NOOP").await.starts_with("250 2.0.0"));
-    assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("250 2.1.0"));
+    assert!(
+        c.cmd("MAIL FROM:<a@remote.test>")
+            .await
+            .starts_with("250 2.1.0")
+    );
     assert!(c.cmd("MAIL FROM:<a@remote.test>").await.starts_with("503"));
     assert!(c.cmd("RCPT TO:<not an address>").await.starts_with("501"));
     assert!(c.cmd("RSET").await.starts_with("250"));
@@ -64,7 +80,11 @@ async fn malformed_commands_get_500_501_and_the_session_goes_on() {
     assert!(rcpts[2].starts_with("550 5.1.1"), "{}", rcpts[2]);
     assert_eq!(rcpts[3], "250 2.1.5 OK");
     assert_eq!(data.len(), 1);
-    assert!(data[0].starts_with("250 2.0.0 <User1+Tag@example.org> "), "{}", data[0]);
+    assert!(
+        data[0].starts_with("250 2.0.0 <User1+Tag@example.org> "),
+        "{}",
+        data[0]
+    );
     assert!(data[0].ends_with(" Saved"));
     assert!(c.cmd("QUIT").await.starts_with("221 2.0.0"));
 
@@ -138,7 +158,11 @@ async fn oversize_message_is_552_534_for_each_recipient() {
             .join("\n")
     );
     let (_, data) = c
-        .transaction("a@remote.test", &["user1@example.org", "user2@example.org"], &big)
+        .transaction(
+            "a@remote.test",
+            &["user1@example.org", "user2@example.org"],
+            &big,
+        )
         .await;
     assert_eq!(data.len(), 2);
     for r in &data {
@@ -167,12 +191,21 @@ async fn full_mailbox_is_552_522_at_rcpt_and_after_data() {
     let mut c = Client::connect(d.port).await;
     c.cmd("LHLO x").await;
     // 1 MB limit: a 700 KB message fits, the second one does not.
-    let body = format!("Subject: big\n\n{}\n", vec!["z".repeat(99); 7000].join("\n"));
-    let (_, r1) = c.transaction("a@remote.test", &["small@example.org"], &body).await;
+    let body = format!(
+        "Subject: big\n\n{}\n",
+        vec!["z".repeat(99); 7000].join("\n")
+    );
+    let (_, r1) = c
+        .transaction("a@remote.test", &["small@example.org"], &body)
+        .await;
     assert!(r1[0].starts_with("250 2.0.0"), "{}", r1[0]);
-    let (_, r2) = c.transaction("a@remote.test", &["small@example.org"], &body).await;
+    let (_, r2) = c
+        .transaction("a@remote.test", &["small@example.org"], &body)
+        .await;
     assert!(
-        r2[0].starts_with("552 5.2.2 <small@example.org> Benutzer small@example.org hat das Speichervolumen"),
+        r2[0].starts_with(
+            "552 5.2.2 <small@example.org> Benutzer small@example.org hat das Speichervolumen"
+        ),
         "{}",
         r2[0]
     );

@@ -16,8 +16,8 @@ use postwerk_core::error::{Transience, Transient};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tracing::{debug, warn};
 use std::time::{Duration, Instant};
+use tracing::{debug, warn};
 
 /// Text Postfix shows for a send-only account at RCPT:
 /// `554 5.7.1 <addr>: Recipient address rejected: <text>`.
@@ -225,7 +225,9 @@ impl Lookup {
         let generation = self.generation.load(Ordering::Acquire);
         let cache = self.cache.lock().ok()?;
         match cache.get(&(map, key.to_owned())) {
-            Some(c) if c.generation == generation && c.at.elapsed() < self.cache_ttl => Some(c.answer.clone()),
+            Some(c) if c.generation == generation && c.at.elapsed() < self.cache_ttl => {
+                Some(c.answer.clone())
+            }
             _ => None,
         }
     }

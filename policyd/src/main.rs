@@ -13,7 +13,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
-#[command(name = "postwerk-policyd", version, about = "Postfix lookup tables and policy checks on the vmail database")]
+#[command(
+    name = "postwerk-policyd",
+    version,
+    about = "Postfix lookup tables and policy checks on the vmail database"
+)]
 struct Args {
     /// Config file [default: /etc/postwerk/postwerk.toml if it exists]
     #[arg(long, value_name = "PATH")]

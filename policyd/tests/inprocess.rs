@@ -521,10 +521,20 @@ async fn cached_answers_follow_database_changes() {
     // The cache is on by default; a change is seen within the check interval.
     let d = start("cache_check_interval = \"100ms\"\n", None).await;
     let mut s = UnixStream::connect(&d.socket).await.unwrap();
-    assert_eq!(netstring_request(&mut s, "mailboxes late@example.org").await, "NOTFOUND ");
-    assert_eq!(netstring_request(&mut s, "aliases alias@example.org").await, "OK user1@example.org");
+    assert_eq!(
+        netstring_request(&mut s, "mailboxes late@example.org").await,
+        "NOTFOUND "
+    );
+    assert_eq!(
+        netstring_request(&mut s, "aliases alias@example.org").await,
+        "OK user1@example.org"
+    );
     let url = format!("sqlite://{}/vmail.db", d.dir.path().display());
-    let admin = Db::connect_lazy(&postwerk_core::config::DatabaseConfig::from_url(&url).unwrap(), false).unwrap();
+    let admin = Db::connect_lazy(
+        &postwerk_core::config::DatabaseConfig::from_url(&url).unwrap(),
+        false,
+    )
+    .unwrap();
     admin
         .account_add(&Account {
             username: "late".into(),
@@ -536,7 +546,10 @@ async fn cached_answers_follow_database_changes() {
         })
         .await
         .unwrap();
-    admin.alias_del(Some("alias"), "example.org", None).await.unwrap();
+    admin
+        .alias_del(Some("alias"), "example.org", None)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let m = netstring_request(&mut s, "mailboxes late@example.org").await;
@@ -544,7 +557,10 @@ async fn cached_answers_follow_database_changes() {
         if m == "OK 1" && a == "NOTFOUND " {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "changes not seen: {m:?} {a:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes not seen: {m:?} {a:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     admin.close().await;

@@ -71,7 +71,11 @@ impl Daemon {
             };
             if let Err(e) = res {
                 let exited = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-                panic!("{} did not come up ({e}); exit: {exited:?}\n--- log ---\n{}", d.name, d.log());
+                panic!(
+                    "{} did not come up ({e}); exit: {exited:?}\n--- log ---\n{}",
+                    d.name,
+                    d.log()
+                );
             }
         }
         d
@@ -102,7 +106,9 @@ impl Daemon {
 
     /// Stops it with SIGTERM and waits; returns whether it exited cleanly.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
         self.signal_child(&child, Signal::SIGTERM);
         let mut status = None;
         poll_until(STOP_TIMEOUT, || {

@@ -131,7 +131,10 @@ impl Dovecot {
                     })
                     .collect::<Vec<_>>()
                     .join("\n");
-                ("dict", dir.write("dovecot/dovecot-dict-auth.conf.ext", text + "\n", 0o444))
+                (
+                    "dict",
+                    dir.write("dovecot/dovecot-dict-auth.conf.ext", text + "\n", 0o444),
+                )
             }
         };
 

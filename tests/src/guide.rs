@@ -113,7 +113,11 @@ pub fn start_lmtpd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path
 /// Starts postwerk-authd on `db`: the auth-client socket for Postfix at
 /// `DIR/authd-auth.sock` and the dict socket for Dovecot at
 /// `DIR/authd-dict.sock`; homes under `vmail_dir` as the guide's Dovecot.
-pub fn start_authd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
+pub fn start_authd(
+    dir: &TestDir,
+    db: &dyn Database,
+    vmail_dir: &std::path::Path,
+) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
     let (auth, dict) = (dir.join("authd-auth.sock"), dir.join("authd-dict.sock"));
     let config = format!(
         "[database]\nurl = \"{}\"\n\n[authd]\nauth_listen = [\"unix:{}\"]\ndict_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n\
@@ -123,7 +127,12 @@ pub fn start_authd(dir: &TestDir, db: &dyn Database, vmail_dir: &std::path::Path
         dict.display(),
         vmail_dir.display()
     );
-    let d = Daemon::start(dir, "postwerk-authd", &config, &[Ready::Unix(auth.clone()), Ready::Unix(dict.clone())]);
+    let d = Daemon::start(
+        dir,
+        "postwerk-authd",
+        &config,
+        &[Ready::Unix(auth.clone()), Ready::Unix(dict.clone())],
+    );
     (d, auth, dict)
 }
 
@@ -147,14 +156,23 @@ pub fn lmtpd_socket(dir: &TestDir) -> std::path::PathBuf {
 
 /// Starts postwerk-policyd on `db` with its socketmap at `DIR/policyd.sock`
 /// plus `extra` TOML for `[policyd]`; returns the daemon and the socket.
-pub fn start_policyd(dir: &TestDir, db: &dyn Database, extra: &str) -> (Daemon, std::path::PathBuf) {
+pub fn start_policyd(
+    dir: &TestDir,
+    db: &dyn Database,
+    extra: &str,
+) -> (Daemon, std::path::PathBuf) {
     let socket = dir.join("policyd.sock");
     let config = format!(
         "[database]\nurl = \"{}\"\n\n[policyd]\nsocketmap_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n{extra}",
         db.reader_url(),
         socket.display()
     );
-    let d = Daemon::start(dir, "postwerk-policyd", &config, &[Ready::Unix(socket.clone())]);
+    let d = Daemon::start(
+        dir,
+        "postwerk-policyd",
+        &config,
+        &[Ready::Unix(socket.clone())],
+    );
     (d, socket)
 }
 
@@ -191,7 +209,10 @@ impl Stack {
     pub fn start_with(dir: &TestDir, db: &dyn Database, swap: Swap) -> Stack {
         let (maps, policyd) = if swap.policyd {
             let (d, socket) = start_policyd(dir, db, "");
-            (Maps::socketmap(&format!("unix:{}", socket.display())), Some(d))
+            (
+                Maps::socketmap(&format!("unix:{}", socket.display())),
+                Some(d),
+            )
         } else {
             (Maps::sql(dir, db), None)
         };
@@ -210,7 +231,12 @@ impl Stack {
         let milterd = swap.milterd.then(|| {
             let port = crate::net::free_port();
             config.milters = Some(format!("inet:127.0.0.1:{port}"));
-            Daemon::start(dir, "postwerk-milterd", &milterd_config(dir, db, port), &[Ready::Tcp(port)])
+            Daemon::start(
+                dir,
+                "postwerk-milterd",
+                &milterd_config(dir, db, port),
+                &[Ready::Tcp(port)],
+            )
         });
         let mut stack = Stack::start_full(dir, db, config, auth_dict, policyd);
         stack.authd = authd;
@@ -375,11 +401,20 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
     );
 
     if swap.milterd {
-        say.step("making a DKIM key for example.org with `postwerk dkim keygen` (milterd signs with it)");
+        say.step(
+            "making a DKIM key for example.org with `postwerk dkim keygen` (milterd signs with it)",
+        );
         let config = dir.write("postwerk.toml", milterd_config(dir, db, 0), 0o644);
         dir.mkdir("dkim", 0o750);
         let pwc = Postwerk::new(&db.url()).with_config(config);
-        let args = ["dkim", "keygen", "--domain", DOMAIN, "--selector", DKIM_SELECTOR];
+        let args = [
+            "dkim",
+            "keygen",
+            "--domain",
+            DOMAIN,
+            "--selector",
+            DKIM_SELECTOR,
+        ];
         say.command(&pwc.command_line(&args));
         let out = pwc.run(&args, None);
         say.note(out.trim_end());
@@ -543,10 +578,14 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
             .find(|l| l.starts_with("DKIM-Signature:"))
             .unwrap_or_else(|| panic!("submitted mail was not DKIM-signed by milterd:\n{message}"));
         assert!(
-            message.contains(&format!("d={DOMAIN};")) && message.contains(&format!("s={DKIM_SELECTOR};")),
+            message.contains(&format!("d={DOMAIN};"))
+                && message.contains(&format!("s={DKIM_SELECTOR};")),
             "unexpected signature:\n{message}"
         );
-        say.note(&format!("{USER} INBOX: signed by milterd: {}", sig.chars().take(72).collect::<String>()));
+        say.note(&format!(
+            "{USER} INBOX: signed by milterd: {}",
+            sig.chars().take(72).collect::<String>()
+        ));
     }
     // quota = 2048 (MB) in the accounts row → Dovecot's quota_rule
     // *:storage=2048M → IMAP reports the limit in KiB (RFC 2087).

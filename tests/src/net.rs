@@ -96,12 +96,19 @@ impl TcpProxy {
     /// Cuts every connection and refuses new ones (connection refused).
     pub fn cut(&mut self) {
         use std::sync::atomic::Ordering;
-        let Some(run) = self.running.take() else { return };
+        let Some(run) = self.running.take() else {
+            return;
+        };
         run.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag and drops the listener.
         let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
         let _ = run.accept.join();
-        for c in run.conns.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default() {
+        for c in run
+            .conns
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+        {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -124,7 +131,9 @@ impl TcpProxy {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let Ok(server) = std::net::TcpStream::connect(target) else { continue };
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
                 let pairs = [
                     (client.try_clone(), server.try_clone()),
                     (server.try_clone(), client.try_clone()),
@@ -143,7 +152,11 @@ impl TcpProxy {
                 }
             }
         });
-        self.running = Some(ProxyRun { stop, conns, accept });
+        self.running = Some(ProxyRun {
+            stop,
+            conns,
+            accept,
+        });
     }
 }
 

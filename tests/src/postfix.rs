@@ -238,7 +238,8 @@ impl Postfix {
                 if skipping && is_continuation {
                     continue;
                 }
-                skipping = line.split('=').next().is_some_and(|n| n.trim() == name) && line.contains('=');
+                skipping =
+                    line.split('=').next().is_some_and(|n| n.trim() == name) && line.contains('=');
                 if !skipping {
                     out.push_str(line);
                     out.push('\n');

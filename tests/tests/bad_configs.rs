@@ -27,7 +27,12 @@ fn every_program_refuses_every_bad_config_for_its_reason() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 40, "only {} cases in {}", cases.len(), dir.display());
+    assert!(
+        cases.len() >= 40,
+        "only {} cases in {}",
+        cases.len(),
+        dir.display()
+    );
     let mut failures = Vec::new();
     for (program, args) in PROGRAMS {
         let bin = workspace_binary(program);
@@ -51,5 +56,10 @@ fn every_program_refuses_every_bad_config_for_its_reason() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -56,21 +56,45 @@ fn guide_as_written_on_postgres() {
 fn guide_with_policyd_on_sqlite() {
     let dir = TestDir::new("policyd-sqlite");
     let db = Sqlite::fresh(&dir);
-    scenario(&dir, &db, &Narrator::default(), Swap { policyd: true, ..Swap::GUIDE });
+    scenario(
+        &dir,
+        &db,
+        &Narrator::default(),
+        Swap {
+            policyd: true,
+            ..Swap::GUIDE
+        },
+    );
 }
 
 #[test]
 fn guide_with_lmtpd_on_sqlite() {
     let dir = TestDir::new("lmtpd-sqlite");
     let db = Sqlite::fresh(&dir);
-    scenario(&dir, &db, &Narrator::default(), Swap { lmtpd: true, ..Swap::GUIDE });
+    scenario(
+        &dir,
+        &db,
+        &Narrator::default(),
+        Swap {
+            lmtpd: true,
+            ..Swap::GUIDE
+        },
+    );
 }
 
 #[test]
 fn guide_with_authd_on_sqlite() {
     let dir = TestDir::new("authd-sqlite");
     let db = Sqlite::fresh(&dir);
-    scenario(&dir, &db, &Narrator::default(), Swap { authd: true, ..Swap::GUIDE });
+    scenario(
+        &dir,
+        &db,
+        &Narrator::default(),
+        Swap {
+            authd: true,
+            ..Swap::GUIDE
+        },
+    );
 }
 
 #[test]

@@ -42,14 +42,40 @@ fn provision(db: &dyn Database) {
     for d in ["example.org", "example.net", "müller.example"] {
         run(&["domain", "add", d]);
     }
-    run(&["account", "add", "user1@example.org", "--quota", "1G", "--password-stdin"]);
+    run(&[
+        "account",
+        "add",
+        "user1@example.org",
+        "--quota",
+        "1G",
+        "--password-stdin",
+    ]);
     run(&["account", "add", "user2@example.org", "--password-stdin"]);
-    run(&["account", "add", "noreply@example.org", "--sendonly", "--password-stdin"]);
-    run(&["account", "add", "gone@example.org", "--disabled", "--password-stdin"]);
+    run(&[
+        "account",
+        "add",
+        "noreply@example.org",
+        "--sendonly",
+        "--password-stdin",
+    ]);
+    run(&[
+        "account",
+        "add",
+        "gone@example.org",
+        "--disabled",
+        "--password-stdin",
+    ]);
     run(&["account", "add", "info@example.net", "--password-stdin"]);
     run(&["account", "add", "anna@müller.example", "--password-stdin"]);
     run(&["alias", "add", "alias@example.org", "user1@example.org"]);
-    run(&["alias", "add", "team@example.org", "user1@example.org", "user2@example.org", "friend@foreign.example"]);
+    run(&[
+        "alias",
+        "add",
+        "team@example.org",
+        "user1@example.org",
+        "user2@example.org",
+        "friend@foreign.example",
+    ]);
     run(&["alias", "add", "out@example.org", "someone@foreign.example"]);
     run(&["alias", "add", "@example.net", "user2@example.org"]);
     run(&["alias", "add", "user2@example.org", "user1@example.org"]);
@@ -78,7 +104,12 @@ const ADDRESSES: &[&str] = &[
     "example.org",
     "example.net",
 ];
-const DOMAINS: &[&str] = &["example.org", "EXAMPLE.NET", "xn--mller-kva.example", "unknown.example"];
+const DOMAINS: &[&str] = &[
+    "example.org",
+    "EXAMPLE.NET",
+    "xn--mller-kva.example",
+    "unknown.example",
+];
 const NEXT_HOPS: &[&str] = &["gmx.de", "mailbox.org", "web.de"];
 
 /// (policyd map name, guide's sql file, keys, does Postfix retry without the
@@ -87,8 +118,20 @@ const MAPS: &[(&str, &str, &[&str], bool, bool)] = &[
     ("domains", "domains.cf", DOMAINS, false, false),
     ("mailboxes", "accounts.cf", ADDRESSES, true, false),
     ("aliases", "aliases.cf", ADDRESSES, true, true),
-    ("recipient_access", "recipient-access.cf", ADDRESSES, true, false),
-    ("sender_login", "sender-login-maps.cf", ADDRESSES, true, false),
+    (
+        "recipient_access",
+        "recipient-access.cf",
+        ADDRESSES,
+        true,
+        false,
+    ),
+    (
+        "sender_login",
+        "sender-login-maps.cf",
+        ADDRESSES,
+        true,
+        false,
+    ),
     ("tls_policy", "tls-policy.cf", NEXT_HOPS, false, false),
 ];
 
@@ -146,11 +189,24 @@ fn strip_extension(key: &str) -> Option<(String, String)> {
 /// What the guide's `mysql:` map achieves for each key as smtpd/cleanup ask
 /// it: the key lowercased; for address maps a second try without the
 /// address extension; `propagate_unmatched_extensions` for aliases.
-fn guide_answers(config: &Path, map: &str, keys: &[&str], strip: bool, propagate: bool) -> BTreeMap<String, Option<Vec<String>>> {
+fn guide_answers(
+    config: &Path,
+    map: &str,
+    keys: &[&str],
+    strip: bool,
+    propagate: bool,
+) -> BTreeMap<String, Option<Vec<String>>> {
     let lower: Vec<String> = keys.iter().map(|k| k.to_lowercase()).collect();
     let first = postmap_batch(config, map, &lower);
-    let stripped: Vec<String> = lower.iter().filter_map(|k| strip_extension(k).map(|(b, _)| b)).collect();
-    let second = if strip { postmap_batch(config, map, &stripped) } else { BTreeMap::new() };
+    let stripped: Vec<String> = lower
+        .iter()
+        .filter_map(|k| strip_extension(k).map(|(b, _)| b))
+        .collect();
+    let second = if strip {
+        postmap_batch(config, map, &stripped)
+    } else {
+        BTreeMap::new()
+    };
     keys.iter()
         .zip(&lower)
         .map(|(orig, k)| {
@@ -178,10 +234,21 @@ fn guide_answers(config: &Path, map: &str, keys: &[&str], strip: bool, propagate
         .collect()
 }
 
-fn policyd_answers(config: &Path, socket: &Path, map: &str, keys: &[&str]) -> BTreeMap<String, Option<Vec<String>>> {
+fn policyd_answers(
+    config: &Path,
+    socket: &Path,
+    map: &str,
+    keys: &[&str],
+) -> BTreeMap<String, Option<Vec<String>>> {
     let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-    let found = postmap_batch(config, &format!("socketmap:unix:{}:{map}", socket.display()), &keys);
-    keys.iter().map(|k| (k.clone(), normalise(found.get(k)))).collect()
+    let found = postmap_batch(
+        config,
+        &format!("socketmap:unix:{}:{map}", socket.display()),
+        &keys,
+    );
+    keys.iter()
+        .map(|k| (k.clone(), normalise(found.get(k))))
+        .collect()
 }
 
 #[test]
@@ -193,11 +260,18 @@ fn policyd_answers_like_the_guide_maps_on_every_database() {
     provision(&maria);
     let guide = Maps::sql(&dir, &maria);
     let guide_file = |file: &str| {
-        let spec = [&guide.domains, &guide.accounts, &guide.aliases, &guide.recipient_access, &guide.sender_login, &guide.tls_policy]
-            .into_iter()
-            .find(|m| m.ends_with(file))
-            .unwrap()
-            .clone();
+        let spec = [
+            &guide.domains,
+            &guide.accounts,
+            &guide.aliases,
+            &guide.recipient_access,
+            &guide.sender_login,
+            &guide.tls_policy,
+        ]
+        .into_iter()
+        .find(|m| m.ends_with(file))
+        .unwrap()
+        .clone();
         // postmap cannot use proxy: without a running proxymap.
         spec.trim_start_matches("proxy:").to_owned()
     };
@@ -229,22 +303,49 @@ fn policyd_answers_like_the_guide_maps_on_every_database() {
             }
         }
     }
-    assert_eq!(compared, 3 * (4 * ADDRESSES.len() + DOMAINS.len() + NEXT_HOPS.len()));
+    assert_eq!(
+        compared,
+        3 * (4 * ADDRESSES.len() + DOMAINS.len() + NEXT_HOPS.len())
+    );
 
     // Spot checks that the comparison is about something: these are the
     // guide's semantics, including its catch-all quirk.
     let (_, sock) = &daemons[0].1;
     let a = policyd_answers(&config, sock, "aliases", ADDRESSES);
-    assert_eq!(a["team@example.org"], normalise(Some(&"friend@foreign.example,user1@example.org,user2@example.org".into())));
-    assert_eq!(a["alias+news@example.org"], normalise(Some(&"user1+news@example.org".into())));
-    assert_eq!(a["anything@example.net"], normalise(Some(&"user2@example.org".into())));
-    assert_eq!(a["info@example.net"], None, "an account shadows the catch-all");
-    assert_eq!(a["user2@example.org"], None, "an account shadows its own alias");
+    assert_eq!(
+        a["team@example.org"],
+        normalise(Some(
+            &"friend@foreign.example,user1@example.org,user2@example.org".into()
+        ))
+    );
+    assert_eq!(
+        a["alias+news@example.org"],
+        normalise(Some(&"user1+news@example.org".into()))
+    );
+    assert_eq!(
+        a["anything@example.net"],
+        normalise(Some(&"user2@example.org".into()))
+    );
+    assert_eq!(
+        a["info@example.net"], None,
+        "an account shadows the catch-all"
+    );
+    assert_eq!(
+        a["user2@example.org"], None,
+        "an account shadows its own alias"
+    );
     assert_eq!(a["example.org"], None, "bare domains are not alias domains");
     let r = policyd_answers(&config, sock, "recipient_access", ADDRESSES);
     assert_eq!(r["noreply@example.org"], normalise(Some(&"REJECT".into())));
-    let text = postmap_batch(&config, &format!("socketmap:unix:{}:recipient_access", sock.display()), &["noreply@example.org".into()]);
-    assert_eq!(text["noreply@example.org"], "REJECT this account only sends mail and does not receive any");
+    let text = postmap_batch(
+        &config,
+        &format!("socketmap:unix:{}:recipient_access", sock.display()),
+        &["noreply@example.org".into()],
+    );
+    assert_eq!(
+        text["noreply@example.org"],
+        "REJECT this account only sends mail and does not receive any"
+    );
     assert!(r["gone@example.org"].is_none());
 
     // IDN: policyd also matches the Unicode form Postfix sends with
@@ -293,46 +394,86 @@ fn postfix_with_policyd_checks_senders_and_rate_limits() {
     };
 
     // own address and an alias of one's own: accepted
-    let t = client("user1@example.org").send(&Message::new("user1@example.org", &["user2@example.org"], "own address"));
+    let t = client("user1@example.org").send(&Message::new(
+        "user1@example.org",
+        &["user2@example.org"],
+        "own address",
+    ));
     assert!(t.is_accepted(), "{t}");
-    let t = client("user1@example.org").send(&Message::new("alias@example.org", &["user2@example.org"], "own alias"));
+    let t = client("user1@example.org").send(&Message::new(
+        "alias@example.org",
+        &["user2@example.org"],
+        "own alias",
+    ));
     assert!(t.is_accepted(), "{t}");
     // someone else's address: the guide's reject_sender_login_mismatch,
     // answered from policyd's sender_login map
-    let t = client("user1@example.org").send(&Message::new("info@example.net", &["user2@example.org"], "forged"));
+    let t = client("user1@example.org").send(&Message::new(
+        "info@example.net",
+        &["user2@example.org"],
+        "forged",
+    ));
     assert!(!t.is_accepted(), "{t}");
     let r = t.replies("553");
-    assert!(r.iter().any(|l| l.contains("not owned by user user1@example.org")), "{t}");
+    assert!(
+        r.iter()
+            .any(|l| l.contains("not owned by user user1@example.org")),
+        "{t}"
+    );
 
     // the rate limit: user1 has sent two messages this hour; the third is
     // deferred (450 4.7.1), never rejected
-    let t = client("user1@example.org").send(&Message::new("user1@example.org", &["user2@example.org"], "third"));
+    let t = client("user1@example.org").send(&Message::new(
+        "user1@example.org",
+        &["user2@example.org"],
+        "third",
+    ));
     assert!(!t.is_accepted(), "{t}");
     let r = t.replies("450 4.7.1");
     assert!(r.iter().any(|l| l.contains("Rate limit exceeded")), "{t}");
     // another user is not affected
-    let t = client("user2@example.org").send(&Message::new("user2@example.org", &["user1@example.org"], "user2 ok"));
+    let t = client("user2@example.org").send(&Message::new(
+        "user2@example.org",
+        &["user1@example.org"],
+        "user2 ok",
+    ));
     assert!(t.is_accepted(), "{t}");
     // the counters are in Redis, under the configured prefix
     assert!(!redis.keys().is_empty(), "no rate-limit keys in Redis");
 
     // send-only account: may submit, receives nothing
-    let t = client("noreply@example.org").send(&Message::new("noreply@example.org", &["user2@example.org"], "from sendonly"));
+    let t = client("noreply@example.org").send(&Message::new(
+        "noreply@example.org",
+        &["user2@example.org"],
+        "from sendonly",
+    ));
     assert!(t.is_accepted(), "{t}");
     // Other servers (from 127.0.0.1: the guide's client restrictions want
     // a hostname that 127.0.0.2 does not have); each its own sender, as
     // the rate limit also counts unauthenticated senders.
     let inbound = stack.inbound();
-    let t = inbound.send(&Message::new("a@elsewhere.test", &["noreply@example.org"], "to sendonly"));
+    let t = inbound.send(&Message::new(
+        "a@elsewhere.test",
+        &["noreply@example.org"],
+        "to sendonly",
+    ));
     assert!(!t.is_accepted(), "{t}");
     assert!(!t.replies("554 5.7.1").is_empty(), "{t}");
     // unknown user of our domain: 550 at RCPT
-    let t = inbound.send(&Message::new("b@elsewhere.test", &["nobody@example.org"], "unknown"));
+    let t = inbound.send(&Message::new(
+        "b@elsewhere.test",
+        &["nobody@example.org"],
+        "unknown",
+    ));
     assert!(!t.replies("550 5.1.1").is_empty(), "{t}");
     // the distribution list and the catch-all reach their mailboxes
     let list = Message::new("c@elsewhere.test", &["team@example.org"], "to the list");
     assert!(inbound.send(&list).is_accepted());
-    let ca = Message::new("d@elsewhere.test", &["whoever@example.net"], "to the catch-all");
+    let ca = Message::new(
+        "d@elsewhere.test",
+        &["whoever@example.net"],
+        "to the catch-all",
+    );
     assert!(inbound.send(&ca).is_accepted());
     stack.read_back("user1@example.org", PASSWORD, "INBOX", &list);
     stack.read_back("user2@example.org", PASSWORD, "INBOX", &list);
@@ -363,12 +504,20 @@ fn database_outage_gives_451_and_recovers() {
     let stack = Stack::start_with_config(&dir, &db, postfix::Config::guide(maps), Some(daemon));
     let inbound: Client = stack.inbound();
 
-    let before = Message::new("x@elsewhere.test", &["alias@example.org"], "before the outage");
+    let before = Message::new(
+        "x@elsewhere.test",
+        &["alias@example.org"],
+        "before the outage",
+    );
     let t = inbound.send(&before);
     assert!(t.is_accepted(), "{t}");
 
     proxy.cut();
-    let during = Message::new("x@elsewhere.test", &["user2@example.org"], "during the outage");
+    let during = Message::new(
+        "x@elsewhere.test",
+        &["user2@example.org"],
+        "during the outage",
+    );
     let t = inbound.send(&during);
     assert!(!t.is_accepted(), "{t}");
     assert!(
@@ -381,7 +530,11 @@ fn database_outage_gives_451_and_recovers() {
     // Another address: smtpd caches address resolutions per process
     // (smtpd_resolve.c, failures included), so the address that failed is
     // asked again only by a new smtpd process (max_idle 100 s).
-    let after = Message::new("x@elsewhere.test", &["info@example.net"], "after the outage");
+    let after = Message::new(
+        "x@elsewhere.test",
+        &["info@example.net"],
+        "after the outage",
+    );
     let mut accepted = false;
     let mut last = String::new();
     // Postfix keeps its socketmap connection; policyd's pool reconnects on
@@ -392,11 +545,17 @@ fn database_outage_gives_451_and_recovers() {
             accepted = true;
             break;
         }
-        assert!(t.replies("55").is_empty(), "a permanent reply after recovery:\n{t}");
+        assert!(
+            t.replies("55").is_empty(),
+            "a permanent reply after recovery:\n{t}"
+        );
         last = t.to_string();
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(accepted, "mail did not flow again after the database came back; last try:\n{last}");
+    assert!(
+        accepted,
+        "mail did not flow again after the database came back; last try:\n{last}"
+    );
     stack.read_back("user1@example.org", PASSWORD, "INBOX", &before);
     stack.read_back("info@example.net", PASSWORD, "INBOX", &after);
 }

@@ -35,8 +35,7 @@ pub const DEFAULT_SIEVE_MAX_INSTRUCTIONS: usize = 10_000;
 /// defaults to 4).
 pub const DEFAULT_SIEVE_MAX_REDIRECTS: usize = 4;
 /// The guide's `quota_exceeded_message` (`%u` is the recipient).
-pub const DEFAULT_QUOTA_EXCEEDED_MESSAGE: &str =
-    "Benutzer %u hat das Speichervolumen überschritten. / User %u has exhausted allowed storage space.";
+pub const DEFAULT_QUOTA_EXCEEDED_MESSAGE: &str = "Benutzer %u hat das Speichervolumen überschritten. / User %u has exhausted allowed storage space.";
 /// Largest message accepted: Postfix's `message_size_limit` default
 /// (10240000) plus room for the headers Postfix and we add.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 50 * 1024 * 1024;
@@ -164,7 +163,10 @@ fn system_hostname() -> String {
 
 fn check_template(key: &str, t: &str, errors: &mut Vec<ConfigError>) {
     if !t.starts_with('/') {
-        errors.push(ConfigError::new(key, format!("`{t}` must be an absolute path")));
+        errors.push(ConfigError::new(
+            key,
+            format!("`{t}` must be an absolute path"),
+        ));
     }
     let mut chars = t.chars();
     while let Some(c) = chars.next() {
@@ -184,7 +186,10 @@ fn check_paths(key: &str, raw: &[String], errors: &mut Vec<ConfigError>) -> Vec<
             if p.starts_with('/') {
                 Some(PathBuf::from(p))
             } else {
-                errors.push(ConfigError::new(key, format!("`{p}` must be an absolute path")));
+                errors.push(ConfigError::new(
+                    key,
+                    format!("`{p}` must be an absolute path"),
+                ));
                 None
             }
         })
@@ -204,9 +209,14 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "K" | "KB" | "KIB" => 1024,
         "M" | "MB" | "MIB" => 1024 * 1024,
         "G" | "GB" | "GIB" => 1024 * 1024 * 1024,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`; allowed: K, M, G")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}`; allowed: K, M, G"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 fn resolve_user(name: &str) -> Result<(u32, u32), String> {
@@ -234,18 +244,30 @@ fn resolve_group(name: &str) -> Result<u32, String> {
 /// Checks `[lmtpd]`.
 pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
     let default_listen = vec![DEFAULT_LISTEN.to_owned()];
-    let mail_home = raw.mail_home.clone().unwrap_or_else(|| DEFAULT_MAIL_HOME.into());
+    let mail_home = raw
+        .mail_home
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MAIL_HOME.into());
     check_template("[lmtpd].mail_home", &mail_home, errors);
-    let sieve_script = raw.sieve_script.clone().unwrap_or_else(|| DEFAULT_SIEVE_SCRIPT.into());
+    let sieve_script = raw
+        .sieve_script
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SIEVE_SCRIPT.into());
     check_template("[lmtpd].sieve_script", &sieve_script, errors);
-    let mail_dir = raw.mail_dir.clone().unwrap_or_else(|| DEFAULT_MAIL_DIR.into());
+    let mail_dir = raw
+        .mail_dir
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MAIL_DIR.into());
     if mail_dir.starts_with('/') || mail_dir.split('/').any(|c| c == "..") {
         errors.push(ConfigError::new(
             "[lmtpd].mail_dir",
             format!("`{mail_dir}` must be a path relative to the home without `..` (the guide's is \"mail\")"),
         ));
     }
-    let user = raw.mail_user.clone().unwrap_or_else(|| DEFAULT_MAIL_USER.into());
+    let user = raw
+        .mail_user
+        .clone()
+        .unwrap_or_else(|| DEFAULT_MAIL_USER.into());
     let (mut uid, mut gid) = (None, None);
     match resolve_user(&user) {
         Ok((u, g)) => (uid, gid) = (Some(u), Some(g)),
@@ -271,7 +293,10 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
         .unwrap_or_else(|| DEFAULT_AUTOCREATE.iter().map(|s| (*s).to_owned()).collect());
     for f in &autocreate {
         if let Err(e) = check_folder_name(f) {
-            errors.push(ConfigError::new("[lmtpd].autocreate", format!("`{f}`: {e}")));
+            errors.push(ConfigError::new(
+                "[lmtpd].autocreate",
+                format!("`{f}`: {e}"),
+            ));
         }
     }
     let max_message_size = match raw.max_message_size.as_deref() {
@@ -279,7 +304,10 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
         Some(s) => match parse_size(s) {
             Ok(n) if n >= 1024 => n,
             Ok(_) => {
-                errors.push(ConfigError::new("[lmtpd].max_message_size", "must be at least 1K"));
+                errors.push(ConfigError::new(
+                    "[lmtpd].max_message_size",
+                    "must be at least 1K",
+                ));
                 DEFAULT_MAX_MESSAGE_SIZE
             }
             Err(e) => {
@@ -288,7 +316,8 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
             }
         },
     };
-    let mut bounded = |key: &str, v: Option<usize>, default: usize, min: usize, max: usize| match v {
+    let mut bounded = |key: &str, v: Option<usize>, default: usize, min: usize, max: usize| match v
+    {
         None => default,
         Some(n) if n >= min && n <= max => n,
         Some(n) => {
@@ -339,10 +368,14 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
         .clone()
         .unwrap_or_else(|| DEFAULT_QUOTA_EXCEEDED_MESSAGE.into());
     if quota_exceeded_message.contains(['\r', '\n']) {
-        errors.push(ConfigError::new("[lmtpd].quota_exceeded_message", "must be one line"));
+        errors.push(ConfigError::new(
+            "[lmtpd].quota_exceeded_message",
+            "must be one line",
+        ));
     }
     let hostname = raw.hostname.clone().unwrap_or_else(system_hostname);
-    if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c == '/' || c == ':') {
+    if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c == '/' || c == ':')
+    {
         errors.push(ConfigError::new(
             "[lmtpd].hostname",
             format!("`{hostname}` is not a host name (no spaces, `/` or `:`)"),
@@ -355,10 +388,17 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
             .unwrap_or_else(|| DEFAULT_SENDMAIL_PATH.into()),
     );
     if !sendmail_path.is_absolute() {
-        errors.push(ConfigError::new("[lmtpd].sendmail_path", "must be an absolute path"));
+        errors.push(ConfigError::new(
+            "[lmtpd].sendmail_path",
+            "must be an absolute path",
+        ));
     }
     LmtpdConfig {
-        listen: check_listen("[lmtpd].listen", raw.listen.as_ref().unwrap_or(&default_listen), errors),
+        listen: check_listen(
+            "[lmtpd].listen",
+            raw.listen.as_ref().unwrap_or(&default_listen),
+            errors,
+        ),
         service: check_service("lmtpd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
         hostname,
         mail_home,
@@ -381,7 +421,11 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
             raw.sieve_before.as_ref().unwrap_or(&default_before),
             errors,
         ),
-        sieve_after: check_paths("[lmtpd].sieve_after", raw.sieve_after.as_deref().unwrap_or(&[]), errors),
+        sieve_after: check_paths(
+            "[lmtpd].sieve_after",
+            raw.sieve_after.as_deref().unwrap_or(&[]),
+            errors,
+        ),
         sieve_script,
         sieve_max_instructions,
         sieve_max_redirects,
@@ -419,7 +463,10 @@ pub fn describe(c: &LmtpdConfig) -> Vec<(String, String)> {
         if p.is_empty() {
             "(none)".to_owned()
         } else {
-            p.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            p.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     let id = |v: Option<u32>| v.map_or_else(|| "not found".to_owned(), |v| v.to_string());
@@ -438,11 +485,26 @@ pub fn describe(c: &LmtpdConfig) -> Vec<(String, String)> {
             format!("{} ({})", c.mail_owner.1, id(c.mail_gid)),
         ),
         ("[lmtpd].autocreate".to_owned(), c.autocreate.join(", ")),
-        ("[lmtpd].autosubscribe".to_owned(), c.autosubscribe.to_string()),
-        ("[lmtpd].max_message_size".to_owned(), c.max_message_size.to_string()),
-        ("[lmtpd].max_line_length".to_owned(), c.max_line_length.to_string()),
-        ("[lmtpd].max_recipients".to_owned(), c.max_recipients.to_string()),
-        ("[lmtpd].max_header_lines".to_owned(), c.max_header_lines.to_string()),
+        (
+            "[lmtpd].autosubscribe".to_owned(),
+            c.autosubscribe.to_string(),
+        ),
+        (
+            "[lmtpd].max_message_size".to_owned(),
+            c.max_message_size.to_string(),
+        ),
+        (
+            "[lmtpd].max_line_length".to_owned(),
+            c.max_line_length.to_string(),
+        ),
+        (
+            "[lmtpd].max_recipients".to_owned(),
+            c.max_recipients.to_string(),
+        ),
+        (
+            "[lmtpd].max_header_lines".to_owned(),
+            c.max_header_lines.to_string(),
+        ),
         (
             "[lmtpd].quota_exceeded_message".to_owned(),
             c.quota_exceeded_message.clone(),

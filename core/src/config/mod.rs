@@ -34,7 +34,9 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default log level (`RUST_LOG` wins).
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
-pub const SECTIONS: &[&str] = &["database", "log", "mail", "policyd", "authd", "lmtpd", "milterd"];
+pub const SECTIONS: &[&str] = &[
+    "database", "log", "mail", "policyd", "authd", "lmtpd", "milterd",
+];
 
 /// `[database]`, validated.
 #[derive(Debug, Clone)]

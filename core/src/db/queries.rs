@@ -49,7 +49,13 @@ macro_rules! fetch_all {
 
 /// Errors that mean the connection itself is gone, not the query.
 fn is_broken_connection(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed)
+    matches!(
+        e,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+    )
 }
 
 /// Runs an INSERT/UPDATE/DELETE and returns the number of rows affected.
@@ -746,7 +752,9 @@ impl ChangeProbe {
                 let Some(conn) = self.sqlite.as_mut() else {
                     return Err(DbError::Config("no probe connection".into()));
                 };
-                let res: Result<(i64,), sqlx::Error> = sqlx::query_as("PRAGMA data_version").fetch_one(&mut *conn).await;
+                let res: Result<(i64,), sqlx::Error> = sqlx::query_as("PRAGMA data_version")
+                    .fetch_one(&mut *conn)
+                    .await;
                 match res {
                     Ok((v,)) => Ok(v.to_string()),
                     Err(e) => {
@@ -757,15 +765,19 @@ impl ChangeProbe {
             }
             Db::MySql(pool) => {
                 use futures::TryStreamExt;
-                let rows: Vec<sqlx::mysql::MySqlRow> = sqlx::raw_sql("CHECKSUM TABLE domains, accounts, aliases, tlspolicies")
-                    .fetch(pool)
-                    .try_collect()
-                    .await
-                    .map_err(err)?;
+                let rows: Vec<sqlx::mysql::MySqlRow> =
+                    sqlx::raw_sql("CHECKSUM TABLE domains, accounts, aliases, tlspolicies")
+                        .fetch(pool)
+                        .try_collect()
+                        .await
+                        .map_err(err)?;
                 let mut out = String::new();
                 for r in &rows {
                     let v: Option<u64> = r.try_get_unchecked(1).map_err(err)?;
-                    out.push_str(&format!("{};", v.map_or_else(|| "-".to_owned(), |v| v.to_string())));
+                    out.push_str(&format!(
+                        "{};",
+                        v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+                    ));
                 }
                 Ok(out)
             }

@@ -110,7 +110,9 @@ async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
                 Err(e) => error!(error = %e, "reload: invalid configuration; keeping the old one"),
                 Ok(new) => {
                     if D::needs_restart(&active, &new) {
-                        warn!("reload: listeners or connection limits changed; takes effect on restart");
+                        warn!(
+                            "reload: listeners or connection limits changed; takes effect on restart"
+                        );
                     }
                     match D::shared(&new) {
                         Ok(s) => {
@@ -118,7 +120,9 @@ async fn run<D: Daemon>(path: Option<PathBuf>, cfg: Config) -> ExitCode {
                             info!("configuration reloaded");
                             active = new;
                         }
-                        Err(e) => error!(error = %e, "reload: bad configuration; keeping the old one"),
+                        Err(e) => {
+                            error!(error = %e, "reload: bad configuration; keeping the old one")
+                        }
                     }
                 }
             }

@@ -403,7 +403,9 @@ fn path_arg<'a>(rest: &'a str, prefix: &str) -> Result<(String, &'a str), Syntax
         _ => path,
     };
     if path.chars().any(|c| c.is_control() || c == ' ' || c == '<') {
-        return Err(SyntaxError::BadArguments("invalid characters in the address"));
+        return Err(SyntaxError::BadArguments(
+            "invalid characters in the address",
+        ));
     }
     let after = &inner[end + 1..];
     if !after.is_empty() && !after.starts_with(' ') {
@@ -439,7 +441,12 @@ pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
             for p in params_text.split(' ').filter(|p| !p.is_empty()) {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 match k.to_ascii_uppercase().as_str() {
-                    "SIZE" => params.size = Some(v.parse().map_err(|_| SyntaxError::BadArguments("bad SIZE= value"))?),
+                    "SIZE" => {
+                        params.size = Some(
+                            v.parse()
+                                .map_err(|_| SyntaxError::BadArguments("bad SIZE= value"))?,
+                        )
+                    }
                     "BODY" => match v.to_ascii_uppercase().as_str() {
                         "7BIT" => params.is_8bit = false,
                         "8BITMIME" => params.is_8bit = true,
@@ -588,7 +595,11 @@ QUIT\r\n";
         wire.extend_from_slice(b"\r\n.\r\nNOOP\r\n");
         for chunk in [1, 3, 999, 1000, 1001, 8192] {
             let got = run(&wire, chunk, LmtpCodec::new(1000, 1_000_000, 100));
-            assert_eq!(got[1], Frame::Data(Err(DataError::LineTooLong)), "chunk {chunk}");
+            assert_eq!(
+                got[1],
+                Frame::Data(Err(DataError::LineTooLong)),
+                "chunk {chunk}"
+            );
             assert_eq!(got[2], Frame::Command(Ok(Command::Noop)));
         }
     }
@@ -600,7 +611,10 @@ QUIT\r\n";
             wire.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
         }
         wire.extend_from_slice(b"\r\nbody\r\n.\r\n");
-        assert_eq!(run(&wire, 64, codec())[1], Frame::Data(Err(DataError::TooManyHeaders)));
+        assert_eq!(
+            run(&wire, 64, codec())[1],
+            Frame::Data(Err(DataError::TooManyHeaders))
+        );
     }
 
     #[test]
@@ -644,24 +658,45 @@ QUIT\r\n";
         assert_eq!(err(b"FOO"), SyntaxError::Unknown);
         assert_eq!(err(b""), SyntaxError::Unknown);
         assert!(matches!(err(b"LHLO"), SyntaxError::BadArguments(_)));
-        assert!(matches!(err(b"MAIL TO:<a@b>"), SyntaxError::BadArguments(_)));
-        assert!(matches!(err(b"MAIL FROM:a@b"), SyntaxError::BadArguments(_)));
+        assert!(matches!(
+            err(b"MAIL TO:<a@b>"),
+            SyntaxError::BadArguments(_)
+        ));
+        assert!(matches!(
+            err(b"MAIL FROM:a@b"),
+            SyntaxError::BadArguments(_)
+        ));
         assert!(matches!(err(b"RCPT TO:<>"), SyntaxError::BadArguments(_)));
-        assert!(matches!(err(b"RCPT TO:<a@b>x"), SyntaxError::BadArguments(_)));
-        assert!(matches!(err(b"MAIL FROM:<a@b> FOO=1"), SyntaxError::BadParameter(_)));
-        assert!(matches!(err(b"MAIL FROM:<a@b> SIZE=x"), SyntaxError::BadArguments(_)));
+        assert!(matches!(
+            err(b"RCPT TO:<a@b>x"),
+            SyntaxError::BadArguments(_)
+        ));
+        assert!(matches!(
+            err(b"MAIL FROM:<a@b> FOO=1"),
+            SyntaxError::BadParameter(_)
+        ));
+        assert!(matches!(
+            err(b"MAIL FROM:<a@b> SIZE=x"),
+            SyntaxError::BadArguments(_)
+        ));
         assert!(matches!(err(b"DATA now"), SyntaxError::BadArguments(_)));
         assert_eq!(err(b"\xff\xfe"), SyntaxError::NotUtf8);
     }
 
     #[test]
     fn replies() {
-        assert_eq!(Reply::new(250, "2.1.5", "OK").to_string(), "250 2.1.5 OK\r\n");
+        assert_eq!(
+            Reply::new(250, "2.1.5", "OK").to_string(),
+            "250 2.1.5 OK\r\n"
+        );
         assert_eq!(
             Reply::plain(250, vec!["vm".into(), "PIPELINING".into()]).to_string(),
             "250-vm\r\n250 PIPELINING\r\n"
         );
-        assert_eq!(Reply::new(550, "5.1.1", "a\r\nb").to_string(), "550 5.1.1 a  b\r\n");
+        assert_eq!(
+            Reply::new(550, "5.1.1", "a\r\nb").to_string(),
+            "550 5.1.1 a  b\r\n"
+        );
     }
 
     proptest::proptest! {

@@ -29,7 +29,11 @@ impl Daemon {
 
     /// The Maildir root of `user@domain`.
     pub fn maildir(&self, user: &str, domain: &str) -> PathBuf {
-        self.path().join("mailboxes").join(domain).join(user).join("mail")
+        self.path()
+            .join("mailboxes")
+            .join(domain)
+            .join(user)
+            .join("mail")
     }
 
     pub async fn stop(mut self) {
@@ -62,7 +66,8 @@ pub fn free_port() -> u16 {
 pub async fn fixture(db: &Db) {
     db.init_schema().await.unwrap();
     db.domain_add("example.org").await.unwrap();
-    let hash = postwerk_core::password::hash(b"secret", postwerk_core::password::DEFAULT_SCHEME).unwrap();
+    let hash =
+        postwerk_core::password::hash(b"secret", postwerk_core::password::DEFAULT_SCHEME).unwrap();
     let acct = |u: &str, quota_mb: i64, enabled: bool, sendonly: bool| Account {
         username: u.into(),
         domain: "example.org".into(),
@@ -176,7 +181,12 @@ impl Client {
 
     /// LHLO, MAIL, the RCPTs (their replies returned), DATA, the message
     /// and the per-recipient replies.
-    pub async fn transaction(&mut self, from: &str, rcpts: &[&str], msg: &str) -> (Vec<String>, Vec<String>) {
+    pub async fn transaction(
+        &mut self,
+        from: &str,
+        rcpts: &[&str],
+        msg: &str,
+    ) -> (Vec<String>, Vec<String>) {
         let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
         assert!(r.starts_with("250 "), "{r}");
         let mut rcpt_replies = Vec::new();

@@ -31,7 +31,10 @@ const LATENCY_LOOKUPS: usize = 2_000;
 fn main() {
     let dir = TestDir::new("bench-policyd");
     let db = MariaDb::fresh();
-    println!("bench-policyd: provisioning {DOMAINS} domains, {} accounts, aliases and catch-alls on MariaDB", DOMAINS * ACCOUNTS_PER_DOMAIN);
+    println!(
+        "bench-policyd: provisioning {DOMAINS} domains, {} accounts, aliases and catch-alls on MariaDB",
+        DOMAINS * ACCOUNTS_PER_DOMAIN
+    );
     Postwerk::new(&db.url()).run(&["db", "init"], None);
     db.query(&fixture_sql());
     db.grant_readers();
@@ -44,13 +47,31 @@ fn main() {
     let trivial_socket = dir.join("trivial.sock");
     start_trivial_server(&trivial_socket);
     let keys = mixed_keys();
-    let domain_keys: Vec<String> = keys.iter().map(|k| k.rsplit('@').next().unwrap_or(k).to_owned()).collect();
+    let domain_keys: Vec<String> = keys
+        .iter()
+        .map(|k| k.rsplit('@').next().unwrap_or(k).to_owned())
+        .collect();
 
     let guide = Maps::sql(&dir, &db);
     let maps: [(&str, String, String, &Vec<String>); 3] = [
-        ("accounts (virtual_mailbox_maps)", guide.accounts.clone(), "mailboxes".into(), &keys),
-        ("aliases (virtual_alias_maps)", guide.aliases.clone(), "aliases".into(), &keys),
-        ("domains (virtual_mailbox_domains)", guide.domains.clone(), "domains".into(), &domain_keys),
+        (
+            "accounts (virtual_mailbox_maps)",
+            guide.accounts.clone(),
+            "mailboxes".into(),
+            &keys,
+        ),
+        (
+            "aliases (virtual_alias_maps)",
+            guide.aliases.clone(),
+            "aliases".into(),
+            &keys,
+        ),
+        (
+            "domains (virtual_mailbox_domains)",
+            guide.domains.clone(),
+            "domains".into(),
+            &domain_keys,
+        ),
     ];
     let mut rows = Vec::new();
     for (label, proxy_map, name, keys) in &maps {
@@ -123,15 +144,24 @@ fn main() {
 
 fn fixture_sql() -> String {
     let mut sql = String::from("INSERT INTO domains (domain) VALUES ");
-    sql.push_str(&(0..DOMAINS).map(|d| format!("('d{d}.example')")).collect::<Vec<_>>().join(","));
-    sql.push_str(";\nINSERT INTO accounts (username, domain, password, quota, enabled, sendonly) VALUES ");
+    sql.push_str(
+        &(0..DOMAINS)
+            .map(|d| format!("('d{d}.example')"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    sql.push_str(
+        ";\nINSERT INTO accounts (username, domain, password, quota, enabled, sendonly) VALUES ",
+    );
     let mut rows = Vec::new();
     for d in 0..DOMAINS {
         for u in 0..ACCOUNTS_PER_DOMAIN {
             // every tenth account disabled, every twentieth send-only
             let enabled = u % 10 != 9;
             let sendonly = u % 20 == 5;
-            rows.push(format!("('u{u}','d{d}.example','{{PLAIN}}x',0,{enabled},{sendonly})"));
+            rows.push(format!(
+                "('u{u}','d{d}.example','{{PLAIN}}x',0,{enabled},{sendonly})"
+            ));
         }
     }
     sql.push_str(&rows.join(","));
@@ -139,7 +169,9 @@ fn fixture_sql() -> String {
     let mut rows = Vec::new();
     for d in 0..DOMAINS {
         for a in 0..ACCOUNTS_PER_DOMAIN {
-            rows.push(format!("('a{a}','d{d}.example','u{a}','d{d}.example',true)"));
+            rows.push(format!(
+                "('a{a}','d{d}.example','u{a}','d{d}.example',true)"
+            ));
         }
         // a distribution list and, in every fifth domain, a catch-all
         rows.push(format!("('list','d{d}.example','u1','d{d}.example',true)"));
@@ -250,13 +282,15 @@ fn latency(socket: &Path, map: &str, keys: &[String]) -> (f64, f64) {
         .map(|_| {
             let (socket, keys, map) = (socket.clone(), keys.to_vec(), map.to_owned());
             std::thread::spawn(move || {
-                let conn = UnixStream::connect(&socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+                let conn = UnixStream::connect(&socket)
+                    .unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
                 let mut w = conn.try_clone().unwrap_or_else(|e| panic!("{e}"));
                 let mut r = BufReader::new(conn);
                 keys.iter()
                     .map(|k| {
                         let started = Instant::now();
-                        w.write_all(&netstring(&format!("{map} {k}"))).unwrap_or_else(|e| panic!("{e}"));
+                        w.write_all(&netstring(&format!("{map} {k}")))
+                            .unwrap_or_else(|e| panic!("{e}"));
                         read_netstring(&mut r).unwrap_or_else(|| panic!("no reply"));
                         started.elapsed().as_secs_f64() * 1e6
                     })
@@ -264,7 +298,10 @@ fn latency(socket: &Path, map: &str, keys: &[String]) -> (f64, f64) {
             })
         })
         .collect();
-    let mut all: Vec<f64> = handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect();
+    let mut all: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
     all.sort_by(|a, b| a.total_cmp(b));
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     (at(0.50), at(0.99))
@@ -280,10 +317,12 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
 }
 
 fn chrono_like_date() -> String {
     let out = Command::new("date").arg("+%Y-%m-%d").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_else(|_| "unknown-date".into())
+    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|_| "unknown-date".into())
 }
