@@ -65,7 +65,6 @@ pub mod ratelimit;
 pub mod reply;
 pub mod session;
 
-use futures::future::join_all;
 use lookup::{Lookup, Map};
 use policy_service::PolicyService;
 use postwerk_core::config::Config;
@@ -134,9 +133,6 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
     }))
 }
 
-/// One protocol's accept loop.
-type Server = std::pin::Pin<Box<dyn Future<Output = Result<(), service::ServeError>> + Send>>;
-
 /// Serves every listener until `shutdown` resolves, then drains. Each new
 /// connection takes the current [`Shared`] from `current`, so a reload
 /// applies to new connections while open ones finish with what they had.
@@ -147,7 +143,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), service::ServeError> {
     let stop = CancellationToken::new();
-    let mut servers: Vec<Server> = Vec::new();
+    let mut servers: Vec<service::Server> = Vec::new();
     if !listeners.socketmap.is_empty() {
         let cur = current.clone();
         let stop = stop.clone();
@@ -196,14 +192,5 @@ pub async fn run(
             .await
         }));
     }
-    if servers.is_empty() {
-        return Err(service::ServeError::NoListeners);
-    }
-    let all = join_all(servers);
-    tokio::pin!(all);
-    tokio::select! {
-        results = &mut all => return results.into_iter().collect(),
-        () = shutdown => stop.cancel(),
-    }
-    all.await.into_iter().collect()
+    service::serve_all(servers, stop, shutdown).await
 }

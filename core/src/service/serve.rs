@@ -289,3 +289,28 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
         "(non-string panic payload)"
     }
 }
+
+/// One protocol's accept loop (a boxed [`serve`]) of a daemon that speaks
+/// several protocols.
+pub type Server = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
+
+/// Runs the accept loops of a daemon that speaks several protocols until
+/// `shutdown` resolves, then cancels `stop` (each loop's own shutdown
+/// future is `stop.cancelled_owned()`) and waits until every loop has
+/// drained. Returns the first error; no loops at all is an error.
+pub async fn serve_all(
+    servers: Vec<Server>,
+    stop: CancellationToken,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    if servers.is_empty() {
+        return Err(ServeError::NoListeners);
+    }
+    let all = futures::future::join_all(servers);
+    tokio::pin!(all);
+    tokio::select! {
+        results = &mut all => return results.into_iter().collect(),
+        () = shutdown => stop.cancel(),
+    }
+    all.await.into_iter().collect()
+}
