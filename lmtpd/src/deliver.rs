@@ -36,8 +36,10 @@ pub struct Settings {
     pub sieve_script: String,
     /// `sieve_after` scripts.
     pub sieve_after: Vec<PathBuf>,
-    /// sendmail(1) for redirect / vacation.
+    /// sendmail(1) for redirect / vacation / quota warnings.
     pub sendmail_path: PathBuf,
+    /// Quota warning levels in percent, ascending (empty: none).
+    pub quota_warning: Vec<u8>,
     /// Add a `Received:` header.
     pub add_received_header: bool,
 }
@@ -332,11 +334,14 @@ pub fn deliver(
     autocreate(&mb.root, s).map_err(err)?;
     let head = trace_headers(env, &mb.rcpt, &s.hostname, s.add_received_header);
     let size = (head.len() + body.len()) as u64;
+    let mut used_before = None;
     if mb.quota_bytes > 0 {
         let usage = quota::usage(&mb.root, mb.quota_bytes, s.owner).map_err(err)?;
-        if usage.bytes.max(0) as u64 + size > mb.quota_bytes {
+        let used = usage.bytes.max(0) as u64;
+        if used + size > mb.quota_bytes {
             return Ok(Delivered::OverQuota);
         }
+        used_before = Some(used);
     }
     let actions = if s.sieve {
         let scripts = scripts(engine, s, mb);
@@ -362,6 +367,7 @@ pub fn deliver(
         vec![keep()]
     };
     let mut stored = Vec::new();
+    let mut stored_bytes = 0u64;
     let mut rejected = None;
     for action in actions {
         match action {
@@ -414,6 +420,7 @@ pub fn deliver(
                     // The message is stored; usage is recounted later.
                     warn!(user = %user, error = %e, "cannot update maildirsize");
                 }
+                stored_bytes += saved.size;
                 stored.push(folder);
             }
             Action::Reject(reason) => rejected = Some(reason),
@@ -450,7 +457,68 @@ pub fn deliver(
     if stored.is_empty() {
         return Ok(Delivered::Discarded);
     }
+    if let Some(before) = used_before
+        && let Some(level) = crossed_level(
+            &s.quota_warning,
+            mb.quota_bytes,
+            before,
+            before + stored_bytes,
+        )
+    {
+        let message = quota_warning_message(mb, level, before + stored_bytes, &s.hostname);
+        match send(s, "", &mb.account.to_string(), message.as_bytes()) {
+            Ok(()) => tracing::info!(user = %user, level, "quota warning sent"),
+            Err(e) => error!(user = %user, level, error = %e, "quota warning could not be sent"),
+        }
+    }
     Ok(Delivered::Stored(stored))
+}
+
+/// The highest warning level (percent of `limit`) that usage crossed by
+/// going from `before` to `after` bytes, if any: a warning is sent once per
+/// crossing, so a mailbox that stays above a level gets no more mail about
+/// it until it has dropped below and crosses again.
+pub fn crossed_level(levels: &[u8], limit: u64, before: u64, after: u64) -> Option<u8> {
+    if limit == 0 {
+        return None;
+    }
+    levels
+        .iter()
+        .copied()
+        .filter(|&l| {
+            let threshold = limit.saturating_mul(u64::from(l)) / 100;
+            before < threshold && after >= threshold
+        })
+        .max()
+}
+
+/// The warning mail for `mb` at `level` percent (null sender, marked
+/// auto-generated so vacation scripts do not answer it).
+pub fn quota_warning_message(mb: &Mailbox, level: u8, used: u64, hostname: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    format!(
+        "From: Mail Delivery System <postmaster@{domain}>\n\
+         To: <{account}>\n\
+         Subject: Your mailbox is {level}% full\n\
+         Date: {date}\n\
+         Message-ID: <quota.{now}.{level}.{local}@{hostname}>\n\
+         Auto-Submitted: auto-generated\n\
+         Precedence: bulk\n\
+         MIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\
+         \n\
+         Your mailbox {account} uses {used:.1} MiB of its {limit:.1} MiB quota ({level}% or more).\n\
+         When it is full, new mail is refused. Please delete or archive old mail.\n",
+        domain = mb.account.domain(),
+        account = mb.account,
+        local = mb.account.local(),
+        date = rfc5322_date(now),
+        used = mib(used),
+        limit = mib(mb.quota_bytes),
+    )
 }
 
 fn keep() -> Action {
@@ -464,6 +532,27 @@ fn keep() -> Action {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quota_warning_once_per_crossing() {
+        use super::crossed_level;
+        let levels = [80, 95];
+        assert_eq!(crossed_level(&levels, 1000, 700, 790), None);
+        assert_eq!(crossed_level(&levels, 1000, 790, 810), Some(80));
+        assert_eq!(
+            crossed_level(&levels, 1000, 810, 900),
+            None,
+            "already above 80"
+        );
+        assert_eq!(crossed_level(&levels, 1000, 900, 960), Some(95));
+        assert_eq!(
+            crossed_level(&levels, 1000, 500, 990),
+            Some(95),
+            "both at once: the higher"
+        );
+        assert_eq!(crossed_level(&[], 1000, 0, 1000), None);
+        assert_eq!(crossed_level(&levels, 0, 0, 1000), None, "unlimited");
+    }
+
     use super::*;
 
     #[test]

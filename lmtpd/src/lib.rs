@@ -50,7 +50,7 @@
 //! `max_recipients`, `max_header_lines`, `quota_exceeded_message`,
 //! `quota_full_tempfail`, `add_received_header`, `sieve`, `sieve_before`,
 //! `sieve_script`, `sieve_after`, `sieve_max_instructions`,
-//! `sieve_max_redirects`, `sendmail_path`; `[mail].recipient_delimiter`.
+//! `sieve_max_redirects`, `sendmail_path`, `quota_warning` (levels in percent, e.g. `[80, 95]`: one warning mail per crossing, from the null sender); `[mail].recipient_delimiter`.
 //! SIGHUP re-reads the file for new sessions; listener changes need a
 //! restart.
 //!
@@ -131,6 +131,7 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
             sieve_script: l.sieve_script.clone(),
             sieve_after: l.sieve_after.clone(),
             sendmail_path: l.sendmail_path.clone(),
+            quota_warning: l.quota_warning.clone(),
             add_received_header: l.add_received_header,
         },
         sieve: Arc::new(engine),

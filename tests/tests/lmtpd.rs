@@ -782,3 +782,66 @@ fn wait_for_bounce(fx: &Fixture, msg: &Message) -> String {
     );
     text
 }
+
+/// Quota warnings: crossing a configured level sends the user one mail
+/// through Postfix (null sender, auto-generated); staying above it sends
+/// no more.
+#[test]
+fn quota_warning_is_sent_once_when_a_level_is_crossed() {
+    let fx = Fixture::start("lmtpd-quota-warning");
+    let lmtpd = fx.stack.lmtpd.as_ref().expect("lmtpd runs");
+    let config = std::fs::read_to_string(lmtpd.config_path()).unwrap();
+    std::fs::write(
+        lmtpd.config_path(),
+        format!("{config}quota_warning = [60, 95]\n"),
+    )
+    .unwrap();
+    lmtpd.signal(Signal::SIGHUP);
+    let reloaded = poll_until(Duration::from_secs(10), || {
+        lmtpd.log().matches("configuration reloaded").count() >= 2
+    });
+    assert!(reloaded, "lmtpd did not reload:\n{}", lmtpd.log());
+
+    // 500 KB of SMALL's 1 MB: below 60 %, no warning.
+    let half = big_message(&fx.dir, USER1, &[SMALL], "half", 500 * 1024);
+    fx.submit(&half);
+    fx.stack.read_back(SMALL, PASSWORD, "INBOX", &half);
+    // Another 200 KB: past 60 %, one warning.
+    let more = big_message(&fx.dir, USER1, &[SMALL], "more", 200 * 1024);
+    fx.submit(&more);
+    fx.stack.read_back(SMALL, PASSWORD, "INBOX", &more);
+    let found = fx.search(
+        SMALL,
+        "INBOX",
+        ("Subject", "Your mailbox is 60% full"),
+        1,
+        Duration::from_secs(30),
+    );
+    assert_eq!(found.messages.len(), 1, "{}", found.mailboxes);
+    let warning = &found.messages[0];
+    assert!(
+        warning.contains("Auto-Submitted: auto-generated"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains(&format!("Your mailbox {SMALL} uses")),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("Return-Path: <>"),
+        "null sender: {warning}"
+    );
+    // Still above 60 % (and below 95 %): no second warning.
+    let small = Message::new(USER1, &[SMALL], "a little more");
+    fx.submit(&small);
+    fx.stack.read_back(SMALL, PASSWORD, "INBOX", &small);
+    fx.wait_queue_empty();
+    let found = fx.search(
+        SMALL,
+        "INBOX",
+        ("Subject", "Your mailbox is"),
+        1,
+        Duration::from_secs(5),
+    );
+    assert_eq!(found.messages.len(), 1, "one warning per crossing");
+}

@@ -82,6 +82,7 @@ pub struct Raw {
     pub sieve_max_instructions: Option<usize>,
     pub sieve_max_redirects: Option<usize>,
     pub sendmail_path: Option<String>,
+    pub quota_warning: Option<Vec<u8>>,
 }
 
 impl Raw {
@@ -149,8 +150,12 @@ pub struct LmtpdConfig {
     pub sieve_max_instructions: usize,
     /// Redirect limit per message.
     pub sieve_max_redirects: usize,
-    /// sendmail(1) used for redirect and vacation.
+    /// sendmail(1) used for redirect, vacation and quota warnings.
     pub sendmail_path: PathBuf,
+    /// Usage levels in percent of the quota at which the user gets a
+    /// warning mail, once per crossing (`quota_warning = [80, 95]`; empty,
+    /// the default, sends none).
+    pub quota_warning: Vec<u8>,
 }
 
 fn system_hostname() -> String {
@@ -393,6 +398,15 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
             "must be an absolute path",
         ));
     }
+    let mut quota_warning = raw.quota_warning.clone().unwrap_or_default();
+    quota_warning.sort_unstable();
+    quota_warning.dedup();
+    if quota_warning.iter().any(|&l| l == 0 || l > 100) {
+        errors.push(ConfigError::new(
+            "[lmtpd].quota_warning",
+            format!("{quota_warning:?}: levels are percentages from 1 to 100, e.g. [80, 95]"),
+        ));
+    }
     LmtpdConfig {
         listen: check_listen(
             "[lmtpd].listen",
@@ -430,6 +444,7 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> LmtpdConfig {
         sieve_max_instructions,
         sieve_max_redirects,
         sendmail_path,
+        quota_warning,
     }
 }
 
@@ -532,6 +547,14 @@ pub fn describe(c: &LmtpdConfig) -> Vec<(String, String)> {
         (
             "[lmtpd].sendmail_path".to_owned(),
             c.sendmail_path.display().to_string(),
+        ),
+        (
+            "[lmtpd].quota_warning".to_owned(),
+            if c.quota_warning.is_empty() {
+                "(none)".to_owned()
+            } else {
+                format!("{:?} %", c.quota_warning)
+            },
         ),
     ]);
     rows
