@@ -287,11 +287,14 @@ fn scripts(engine: &Engine, s: &Settings, mb: &Mailbox) -> Vec<(String, Arc<::si
     out
 }
 
-/// Sends a redirect or vacation message through sendmail(1).
-// LIMITATION: no deadline on the child; the local Postfix sendmail only
-// queues the message and returns at once.
+/// How long sendmail(1) may take: Postfix's sendmail only hands the
+/// message to the local queue, so this is generous.
+pub const SENDMAIL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sends a redirect, vacation or quota-warning message through
+/// sendmail(1), killing it after [`SENDMAIL_DEADLINE`].
 fn send(s: &Settings, from: &str, to: &str, message: &[u8]) -> io::Result<()> {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut child = Command::new(&s.sendmail_path)
         .args([
             "-i",
@@ -307,14 +310,31 @@ fn send(s: &Settings, from: &str, to: &str, message: &[u8]) -> io::Result<()> {
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(message)?;
     }
-    let out = child.wait_with_output()?;
-    if out.status.success() {
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > SENDMAIL_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("sendmail did not finish within {SENDMAIL_DEADLINE:?}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    if status.success() {
         Ok(())
     } else {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
         Err(io::Error::other(format!(
-            "sendmail exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            "sendmail exited with {status}: {}",
+            err.trim()
         )))
     }
 }

@@ -57,9 +57,9 @@
 //! # Limitations
 //! No CHUNKING/BDAT and no DSN. Sieve `include` is not supported (the
 //! script is then skipped and the mail kept). Quota counts storage only
-//! (no message-count limit), as the guide configures it. Quota warning
-//! mails are not sent yet. Redirect and vacation go through
-//! `sendmail_path` without a deadline.
+//! (no message-count limit), as the guide configures it. Redirect,
+//! vacation and quota warnings go through `sendmail_path` (killed after
+//! 60 s).
 //!
 //! # See also
 //! postwerk(8), postwerk-policyd(8), Postfix lmtp(8), Dovecot's
