@@ -480,7 +480,7 @@ fn postfix_with_policyd_checks_senders_and_rate_limits() {
     stack.read_back("user2@example.org", PASSWORD, "INBOX", &ca);
 }
 
-/// The database goes away while Postfix is running: RCPT gets 451 4.3.0
+/// The database goes away while Postfix is running: RCPT gets 451 4.3.x
 /// (Postfix's "Temporary lookup failure"), and when it is back, mail flows
 /// again without restarting anything.
 #[test]
@@ -521,8 +521,8 @@ fn database_outage_gives_451_and_recovers() {
     let t = inbound.send(&during);
     assert!(!t.is_accepted(), "{t}");
     assert!(
-        !t.replies("451 4.3.0").is_empty(),
-        "expected 451 4.3.0 Temporary lookup failure, never 5xx:\n{t}"
+        !t.replies("451 4.3.").is_empty(),
+        "expected 451 4.3.x (a temporary lookup failure; which text depends on the table Postfix asked first), never 5xx:\n{t}"
     );
     assert!(t.replies("5").iter().all(|l| !l.starts_with("55")), "{t}");
 
