@@ -325,6 +325,22 @@ impl Lookup {
     /// extension — for the address without it, as Postfix does for
     /// non-pattern tables. Returns the answer and, for the second try, the
     /// unmatched extension including its delimiter (`+tag`).
+    /// Whether `domain` (normalised) is in `domains`, through the cache.
+    async fn domain_known(&self, domain: &str) -> Result<bool, DbError> {
+        if let Some(hit) = self.cached(Map::Domains, domain) {
+            return Ok(hit.is_some());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let known = self.db.domain_exists(domain).await?;
+        self.remember(
+            Map::Domains,
+            domain,
+            generation,
+            &known.then(|| domain.to_owned()),
+        );
+        Ok(known)
+    }
+
     async fn with_extension_fallback<'a, F, Fut>(
         &'a self,
         key: &str,
@@ -337,6 +353,14 @@ impl Lookup {
         let Ok(addr) = Address::parse(key) else {
             return Ok(None);
         };
+        // Accounts and aliases need their domain in `domains` (the guide's
+        // foreign keys), so an address of a domain that is not ours has no
+        // rows. With the cache on, the domain's answer is cached, which
+        // spares a query per address of foreign domains (every outgoing
+        // recipient is asked in virtual_alias_maps).
+        if !self.cache_ttl.is_zero() && !self.domain_known(addr.domain()).await? {
+            return Ok(None);
+        }
         let (base, detail) = addr.split_detail(&self.delimiter);
         if let Some(v) = f(addr.clone()).await? {
             return Ok(Some((v, None)));
