@@ -53,7 +53,12 @@
 //!
 //! # Limitations
 //! PostgreSQL compares addresses exactly (store them lowercase, as the CLI
-//! does); MariaDB's collation is case-insensitive as in the guide.
+//! does); MariaDB's collation is case-insensitive as in the guide. With the
+//! cache on, an address whose domain is not in `domains` is answered "not
+//! found" without asking for its rows: the guide's foreign keys guarantee
+//! that (an SQLite file written with foreign keys off could break it).
+//! Cached answers may be up to `cache_check_interval` old after a change,
+//! and during a database outage until the next check empties the cache.
 //!
 //! # See also
 //! postwerk(8), socketmap_table(5), tcp_table(5), access(5).
