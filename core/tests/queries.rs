@@ -564,48 +564,6 @@ async fn admin_semantics(db: &Db) {
 }
 
 #[tokio::test]
-async fn sqlite_guide_semantics() {
-    let f = Fresh::sqlite().await;
-    guide_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn sqlite_admin() {
-    let f = Fresh::sqlite().await;
-    admin_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn mariadb_guide_semantics() {
-    let f = Fresh::mysql().await;
-    guide_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn mariadb_admin() {
-    let f = Fresh::mysql().await;
-    admin_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn postgres_guide_semantics() {
-    let f = Fresh::postgres().await;
-    guide_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn postgres_admin() {
-    let f = Fresh::postgres().await;
-    admin_semantics(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
 async fn unreachable_database_is_temporary() {
     let mut cfg = DatabaseConfig::from_url("mysql://root@127.0.0.1:9/vmail").unwrap();
     cfg.acquire_timeout = std::time::Duration::from_millis(500);
@@ -658,23 +616,39 @@ async fn change_probe_sees_every_write(db: &Db) {
     );
 }
 
-#[tokio::test]
-async fn sqlite_change_probe() {
-    let f = Fresh::sqlite().await;
-    change_probe_sees_every_write(&f.db).await;
-    f.drop_db().await;
+/// One test per backend for each scenario: `scenario` on a fresh SQLite,
+/// MariaDB and PostgreSQL database.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $scenario() {
+                let f = super::Fresh::sqlite().await;
+                super::$scenario(&f.db).await;
+                f.drop_db().await;
+            })*
+        }
+        mod mariadb {
+            $(#[tokio::test]
+            async fn $scenario() {
+                let f = super::Fresh::mysql().await;
+                super::$scenario(&f.db).await;
+                f.drop_db().await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $scenario() {
+                let f = super::Fresh::postgres().await;
+                super::$scenario(&f.db).await;
+                f.drop_db().await;
+            })*
+        }
+    };
 }
 
-#[tokio::test]
-async fn mariadb_change_probe() {
-    let f = Fresh::mysql().await;
-    change_probe_sees_every_write(&f.db).await;
-    f.drop_db().await;
-}
-
-#[tokio::test]
-async fn postgres_change_probe() {
-    let f = Fresh::postgres().await;
-    change_probe_sees_every_write(&f.db).await;
-    f.drop_db().await;
-}
+on_every_backend!(
+    guide_semantics,
+    admin_semantics,
+    change_probe_sees_every_write
+);
