@@ -28,7 +28,10 @@ fn start(name: &str) -> (TestDir, Stack) {
     pw.run(&["db", "init"], None);
     db.grant_readers();
     pw.run(&["domain", "add", "example.org"], None);
-    pw.run(&["account", "add", USER, "--password-stdin"], Some(&stdin));
+    pw.run(
+        &["account", "add", USER, "--quota", "2G", "--password-stdin"],
+        Some(&stdin),
+    );
     pw.run(
         &["account", "add", SENDONLY, "--sendonly", "--password-stdin"],
         Some(&stdin),
@@ -140,5 +143,55 @@ fn auth_login_on_submission_and_smtps_through_authd() {
         log.lines()
             .any(|l| l.contains("LOGIN") && l.contains("authentication failed")),
         "{log}"
+    );
+}
+
+/// Dovecot's IMAP logins and doveadm's quota through authd's dict
+/// passdb/userdb: the account logs in (also spelled in upper case, `%Lu`),
+/// a disabled account does not, a send-only account does not (no userdb
+/// entry, as in the guide), a wrong password does not; `doveadm quota get`
+/// shows the quota from the database.
+#[test]
+fn imap_logins_and_quota_through_authd() {
+    let (_dir, stack) = start("authd-imap");
+    stack
+        .imap
+        .login(USER, PASSWORD)
+        .unwrap_or_else(|e| panic!("IMAP login of {USER} refused: {e}"));
+    stack
+        .imap
+        .login("Login@Example.ORG", PASSWORD)
+        .unwrap_or_else(|e| panic!("IMAP login in upper case refused: {e}"));
+
+    let mut cmd = std::process::Command::new(postwerk_tests::exec::require("doveadm"));
+    cmd.arg("-c").arg(stack.dovecot.config_file()).args([
+        "-o",
+        "mail_plugins=quota",
+        "quota",
+        "get",
+        "-u",
+        USER,
+    ]);
+    let out = postwerk_tests::exec::run(&mut cmd, None, std::time::Duration::from_secs(30));
+    assert!(out.is_success(), "doveadm quota get failed:\n{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("STORAGE") && l.contains("2097152")),
+        "the 2G quota of the database did not reach Dovecot through authd:\n{out}"
+    );
+
+    // Refusals last: Dovecot slows further logins from an address that failed.
+    assert!(
+        stack.imap.login(DISABLED, PASSWORD).is_err(),
+        "a disabled account logged in"
+    );
+    assert!(
+        stack.imap.login(SENDONLY, PASSWORD).is_err(),
+        "a send-only account (no mailbox) logged in to IMAP"
+    );
+    assert!(
+        stack.imap.login(USER, "wrong").is_err(),
+        "a wrong password logged in"
     );
 }
