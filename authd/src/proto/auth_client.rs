@@ -9,10 +9,9 @@
 //! src/auth/auth-client-connection.c): decoding fails with a
 //! [`CodecError`] and the session closes the connection.
 
-use super::{find_line, tab_escape};
+use super::{Line, LineCodec, tab_escape};
 use bytes::{BufMut, BytesMut};
 use std::net::IpAddr;
-use tokio_util::codec::{Decoder, Encoder};
 
 /// Longest request line we accept. Dovecot documents 8192 bytes per line;
 /// a PLAIN response with a 64-byte local part, a 255-byte domain and a
@@ -360,48 +359,35 @@ impl Reply {
     }
 }
 
-/// The line codec for [`Framed`](tokio_util::codec::Framed).
-#[derive(Debug, Default)]
-pub struct Codec {
-    scanned: usize,
-}
+/// The Dovecot auth-client protocol as a [`Line`] protocol.
+#[derive(Debug)]
+pub enum AuthClient {}
 
-impl Codec {
-    /// A fresh codec.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl Decoder for Codec {
-    type Item = Command;
+impl Line for AuthClient {
+    type Command = Command;
+    type Reply = Reply;
     type Error = CodecError;
+    const MAX_LINE: usize = MAX_LINE;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, CodecError> {
-        match find_line(buf, &mut self.scanned, MAX_LINE) {
-            Err(()) => Err(CodecError::LineTooLong),
-            Ok(None) => Ok(None),
-            Ok(Some(len)) => {
-                let line = buf.split_to(len + 1);
-                Command::parse(&line[..len]).map(Some)
-            }
-        }
+    fn too_long() -> CodecError {
+        CodecError::LineTooLong
     }
-}
-
-impl Encoder<&Reply> for Codec {
-    type Error = CodecError;
-
-    fn encode(&mut self, reply: &Reply, out: &mut BytesMut) -> Result<(), CodecError> {
+    fn parse(line: &[u8]) -> Result<Command, CodecError> {
+        Command::parse(line)
+    }
+    fn encode(reply: &Reply, out: &mut BytesMut) {
         reply.encode_into(out);
-        Ok(())
     }
 }
+
+/// The line codec for [`Framed`](tokio_util::codec::Framed).
+pub type Codec = LineCodec<AuthClient>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use tokio_util::codec::Decoder;
 
     /// Captured from Postfix 3.7.11 (reference/dovecot-auth-client.md §2, §6).
     const POSTFIX: &[u8] = b"VERSION\t1\t0\nCPID\t18015\n\

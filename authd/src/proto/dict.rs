@@ -5,9 +5,8 @@
 //! (`H`ello, `L`ookup, `I`terate) exist here; passdb/userdb never write.
 //! No I/O and no database here.
 
-use super::{find_line, tab_escape, tab_unescape};
+use super::{Line, LineCodec, tab_escape, tab_unescape};
 use bytes::{BufMut, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
 
 /// Longest request line (a key is `shared/userdb/` plus a user name; the
 /// dict client's own limit is 64 KiB).
@@ -189,48 +188,35 @@ impl Reply {
     }
 }
 
-/// The line codec for [`Framed`](tokio_util::codec::Framed).
-#[derive(Debug, Default)]
-pub struct Codec {
-    scanned: usize,
-}
+/// The Dovecot dict protocol as a [`Line`] protocol.
+#[derive(Debug)]
+pub enum Dict {}
 
-impl Codec {
-    /// A fresh codec.
-    pub fn new() -> Self {
-        Self::default()
-    }
-}
-
-impl Decoder for Codec {
-    type Item = Command;
+impl Line for Dict {
+    type Command = Command;
+    type Reply = Reply;
     type Error = CodecError;
+    const MAX_LINE: usize = MAX_LINE;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Command>, CodecError> {
-        match find_line(buf, &mut self.scanned, MAX_LINE) {
-            Err(()) => Err(CodecError::LineTooLong),
-            Ok(None) => Ok(None),
-            Ok(Some(len)) => {
-                let line = buf.split_to(len + 1);
-                Command::parse(&line[..len]).map(Some)
-            }
-        }
+    fn too_long() -> CodecError {
+        CodecError::LineTooLong
     }
-}
-
-impl Encoder<&Reply> for Codec {
-    type Error = CodecError;
-
-    fn encode(&mut self, reply: &Reply, out: &mut BytesMut) -> Result<(), CodecError> {
+    fn parse(line: &[u8]) -> Result<Command, CodecError> {
+        Command::parse(line)
+    }
+    fn encode(reply: &Reply, out: &mut BytesMut) {
         reply.encode_into(out);
-        Ok(())
     }
 }
+
+/// The line codec for [`Framed`](tokio_util::codec::Framed).
+pub type Codec = LineCodec<Dict>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use tokio_util::codec::Decoder;
 
     /// Captured from Dovecot 2.3.19.1's auth process (reference/dovecot-dict.md §2.3).
     const CAPTURE: &[u8] = b"H3\t2\t0\t\tauthdict\nLshared/passdb/user@example.org\tuser@example.org\nI0\t0\tshared/userdb/\t*\n";

@@ -72,6 +72,82 @@ pub(crate) fn find_line(buf: &[u8], scanned: &mut usize, max: usize) -> Result<O
     }
 }
 
+/// A line-based protocol (one command per LF-terminated line) served
+/// through [`LineCodec`].
+pub trait Line {
+    /// A decoded client line.
+    type Command;
+    /// What we answer.
+    type Reply;
+    /// A framing or parse error; the connection closes.
+    type Error: From<std::io::Error>;
+    /// Longest accepted line, LF excluded.
+    const MAX_LINE: usize;
+    /// The error for a line longer than [`Line::MAX_LINE`].
+    fn too_long() -> Self::Error;
+    /// Parses one line (without its LF).
+    fn parse(line: &[u8]) -> Result<Self::Command, Self::Error>;
+    /// Appends a reply's bytes.
+    fn encode(reply: &Self::Reply, out: &mut bytes::BytesMut);
+}
+
+/// The [`Framed`](tokio_util::codec::Framed) codec of a [`Line`] protocol:
+/// remembers how far it has scanned so a slowly arriving line is not
+/// rescanned, and refuses over-long lines before buffering more.
+pub struct LineCodec<P> {
+    scanned: usize,
+    protocol: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P> LineCodec<P> {
+    /// A fresh codec.
+    pub fn new() -> Self {
+        Self {
+            scanned: 0,
+            protocol: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<P> Default for LineCodec<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P> std::fmt::Debug for LineCodec<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineCodec")
+            .field("scanned", &self.scanned)
+            .finish()
+    }
+}
+
+impl<P: Line> tokio_util::codec::Decoder for LineCodec<P> {
+    type Item = P::Command;
+    type Error = P::Error;
+
+    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<P::Command>, P::Error> {
+        match find_line(buf, &mut self.scanned, P::MAX_LINE) {
+            Err(()) => Err(P::too_long()),
+            Ok(None) => Ok(None),
+            Ok(Some(len)) => {
+                let line = buf.split_to(len + 1);
+                P::parse(&line[..len]).map(Some)
+            }
+        }
+    }
+}
+
+impl<P: Line> tokio_util::codec::Encoder<&P::Reply> for LineCodec<P> {
+    type Error = P::Error;
+
+    fn encode(&mut self, reply: &P::Reply, out: &mut bytes::BytesMut) -> Result<(), P::Error> {
+        P::encode(reply, out);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
