@@ -2,7 +2,7 @@
 //! No I/O here except resolving user and group names to ids.
 
 use super::ConfigError;
-use super::daemon::{RawService, ServiceConfig, check_duration, check_listen, check_service};
+use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
 use super::units::{format_duration, parse_duration};
 use crate::service::ListenAddr;
 use serde::Deserialize;
@@ -59,45 +59,26 @@ pub enum RawId {
     Name(String),
 }
 
-/// Raw `[authd]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Raw {
-    pub auth_listen: Option<Vec<String>>,
-    pub dict_listen: Option<Vec<String>>,
-    pub socket_mode: Option<String>,
-    pub socket_owner: Option<String>,
-    pub socket_group: Option<String>,
-    pub max_connections: Option<usize>,
-    pub shutdown_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub auth_failure_delay: Option<String>,
-    pub lookup_timeout: Option<String>,
-    pub verify_parallelism: Option<usize>,
-    pub plaintext_on_insecure: Option<bool>,
-    pub home: Option<String>,
-    pub uid: Option<RawId>,
-    pub gid: Option<RawId>,
-    pub login_cache_ttl: Option<String>,
-    pub bruteforce_ip_failures: Option<u32>,
-    pub bruteforce_account_failures: Option<u32>,
-    pub bruteforce_backoff: Option<String>,
-    pub bruteforce_backoff_max: Option<String>,
-    pub bruteforce_window: Option<String>,
-    pub redis_url: Option<String>,
-    pub redis_prefix: Option<String>,
-}
-
-impl Raw {
-    fn service(&self) -> RawService {
-        RawService {
-            socket_mode: self.socket_mode.clone(),
-            socket_owner: self.socket_owner.clone(),
-            socket_group: self.socket_group.clone(),
-            max_connections: self.max_connections,
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-        }
+daemon_raw! {
+    /// Raw `[authd]`.
+    pub struct Raw {
+        pub auth_listen: Option<Vec<String>>,
+        pub dict_listen: Option<Vec<String>>,
+        pub auth_failure_delay: Option<String>,
+        pub lookup_timeout: Option<String>,
+        pub verify_parallelism: Option<usize>,
+        pub plaintext_on_insecure: Option<bool>,
+        pub home: Option<String>,
+        pub uid: Option<RawId>,
+        pub gid: Option<RawId>,
+        pub login_cache_ttl: Option<String>,
+        pub bruteforce_ip_failures: Option<u32>,
+        pub bruteforce_account_failures: Option<u32>,
+        pub bruteforce_backoff: Option<String>,
+        pub bruteforce_backoff_max: Option<String>,
+        pub bruteforce_window: Option<String>,
+        pub redis_url: Option<String>,
+        pub redis_prefix: Option<String>,
     }
 }
 

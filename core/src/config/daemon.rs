@@ -6,8 +6,8 @@ use super::{ConfigError, units};
 use crate::service::{Limits, ListenAddr, UnixOptions};
 use std::time::Duration;
 
-/// The raw, shared keys of a daemon section. Each section's raw type
-/// repeats these fields (serde cannot combine `flatten` with
+/// The raw, shared keys of a daemon section. Each section's raw type gets
+/// these fields from [`daemon_raw!`] (serde cannot combine `flatten` with
 /// `deny_unknown_fields`) and builds this with `service()`.
 #[derive(Debug, Default)]
 pub struct RawService {
@@ -18,6 +18,41 @@ pub struct RawService {
     pub shutdown_timeout: Option<String>,
     pub idle_timeout: Option<String>,
 }
+
+/// Defines a daemon section's raw type: the given fields plus the six
+/// shared listener keys (`socket_mode`, `socket_owner`, `socket_group`,
+/// `max_connections`, `shutdown_timeout`, `idle_timeout`), with
+/// `deny_unknown_fields` and a `service()` that collects the shared ones.
+macro_rules! daemon_raw {
+    ($(#[$meta:meta])* pub struct $name:ident { $(pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(pub $field: $ty,)*
+            pub socket_mode: Option<String>,
+            pub socket_owner: Option<String>,
+            pub socket_group: Option<String>,
+            pub max_connections: Option<usize>,
+            pub shutdown_timeout: Option<String>,
+            pub idle_timeout: Option<String>,
+        }
+
+        impl $name {
+            fn service(&self) -> $crate::config::daemon::RawService {
+                $crate::config::daemon::RawService {
+                    socket_mode: self.socket_mode.clone(),
+                    socket_owner: self.socket_owner.clone(),
+                    socket_group: self.socket_group.clone(),
+                    max_connections: self.max_connections,
+                    shutdown_timeout: self.shutdown_timeout.clone(),
+                    idle_timeout: self.idle_timeout.clone(),
+                }
+            }
+        }
+    };
+}
+pub(crate) use daemon_raw;
 
 /// The shared keys, validated.
 #[derive(Debug, Clone)]

@@ -4,9 +4,8 @@
 //! `mail_group` and the host name.
 
 use super::ConfigError;
-use super::daemon::{RawService, ServiceConfig, check_listen, check_service};
+use super::daemon::{ServiceConfig, check_listen, check_service, daemon_raw};
 use crate::service::ListenAddr;
-use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -50,51 +49,32 @@ pub const DEFAULT_MAX_HEADER_LINES: usize = 2000;
 /// Where redirect and vacation messages go.
 pub const DEFAULT_SENDMAIL_PATH: &str = "/usr/sbin/sendmail";
 
-/// Raw `[lmtpd]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Raw {
-    pub listen: Option<Vec<String>>,
-    pub socket_mode: Option<String>,
-    pub socket_owner: Option<String>,
-    pub socket_group: Option<String>,
-    pub max_connections: Option<usize>,
-    pub shutdown_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub hostname: Option<String>,
-    pub mail_home: Option<String>,
-    pub mail_dir: Option<String>,
-    pub mail_user: Option<String>,
-    pub mail_group: Option<String>,
-    pub autocreate: Option<Vec<String>>,
-    pub autosubscribe: Option<bool>,
-    pub max_message_size: Option<String>,
-    pub max_line_length: Option<usize>,
-    pub max_recipients: Option<usize>,
-    pub max_header_lines: Option<usize>,
-    pub quota_exceeded_message: Option<String>,
-    pub quota_full_tempfail: Option<bool>,
-    pub add_received_header: Option<bool>,
-    pub sieve: Option<bool>,
-    pub sieve_before: Option<Vec<String>>,
-    pub sieve_after: Option<Vec<String>>,
-    pub sieve_script: Option<String>,
-    pub sieve_max_instructions: Option<usize>,
-    pub sieve_max_redirects: Option<usize>,
-    pub sendmail_path: Option<String>,
-    pub quota_warning: Option<Vec<u8>>,
-}
-
-impl Raw {
-    fn service(&self) -> RawService {
-        RawService {
-            socket_mode: self.socket_mode.clone(),
-            socket_owner: self.socket_owner.clone(),
-            socket_group: self.socket_group.clone(),
-            max_connections: self.max_connections,
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-        }
+daemon_raw! {
+    /// Raw `[lmtpd]`.
+    pub struct Raw {
+        pub listen: Option<Vec<String>>,
+        pub hostname: Option<String>,
+        pub mail_home: Option<String>,
+        pub mail_dir: Option<String>,
+        pub mail_user: Option<String>,
+        pub mail_group: Option<String>,
+        pub autocreate: Option<Vec<String>>,
+        pub autosubscribe: Option<bool>,
+        pub max_message_size: Option<String>,
+        pub max_line_length: Option<usize>,
+        pub max_recipients: Option<usize>,
+        pub max_header_lines: Option<usize>,
+        pub quota_exceeded_message: Option<String>,
+        pub quota_full_tempfail: Option<bool>,
+        pub add_received_header: Option<bool>,
+        pub sieve: Option<bool>,
+        pub sieve_before: Option<Vec<String>>,
+        pub sieve_after: Option<Vec<String>>,
+        pub sieve_script: Option<String>,
+        pub sieve_max_instructions: Option<usize>,
+        pub sieve_max_redirects: Option<usize>,
+        pub sendmail_path: Option<String>,
+        pub quota_warning: Option<Vec<u8>>,
     }
 }
 

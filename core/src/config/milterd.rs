@@ -4,7 +4,7 @@
 //! a refusal to start.
 
 use super::ConfigError;
-use super::daemon::{RawService, ServiceConfig, check_duration, check_listen, check_service};
+use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
 use crate::service::ListenAddr;
 use serde::Deserialize;
 use std::fmt;
@@ -264,40 +264,21 @@ pub struct RawVerify {
     pub timeout: Option<String>,
 }
 
-/// Raw `[milterd]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Raw {
-    pub listen: Option<Vec<String>>,
-    pub socket_mode: Option<String>,
-    pub socket_owner: Option<String>,
-    pub socket_group: Option<String>,
-    pub max_connections: Option<usize>,
-    pub shutdown_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub trusted_networks: Option<Vec<String>>,
-    pub originating_daemon_name: Option<String>,
-    pub max_header_size: Option<usize>,
-    pub max_headers: Option<usize>,
-    pub max_message_size: Option<usize>,
-    pub error_action: Option<String>,
-    pub sign_parallelism: Option<usize>,
-    pub dns_servers: Option<Vec<String>>,
-    pub dns_timeout: Option<String>,
-    pub dkim: Option<RawDkim>,
-    pub verify: Option<RawVerify>,
-}
-
-impl Raw {
-    fn service(&self) -> RawService {
-        RawService {
-            socket_mode: self.socket_mode.clone(),
-            socket_owner: self.socket_owner.clone(),
-            socket_group: self.socket_group.clone(),
-            max_connections: self.max_connections,
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-        }
+daemon_raw! {
+    /// Raw `[milterd]`.
+    pub struct Raw {
+        pub listen: Option<Vec<String>>,
+        pub trusted_networks: Option<Vec<String>>,
+        pub originating_daemon_name: Option<String>,
+        pub max_header_size: Option<usize>,
+        pub max_headers: Option<usize>,
+        pub max_message_size: Option<usize>,
+        pub error_action: Option<String>,
+        pub sign_parallelism: Option<usize>,
+        pub dns_servers: Option<Vec<String>>,
+        pub dns_timeout: Option<String>,
+        pub dkim: Option<RawDkim>,
+        pub verify: Option<RawVerify>,
     }
 }
 

@@ -1,9 +1,8 @@
 //! `[policyd]`: the Postfix lookup daemon's settings, raw and validated.
 
 use super::ConfigError;
-use super::daemon::{RawService, ServiceConfig, check_duration, check_listen, check_service};
+use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
 use crate::service::ListenAddr;
-use serde::Deserialize;
 use std::time::Duration;
 
 /// Where policyd's socketmap listens by default: inside Postfix's queue
@@ -43,37 +42,18 @@ pub const MAP_NAMES: &[&str] = &[
     "tls-policy",
 ];
 
-/// Raw `[policyd]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Raw {
-    pub socketmap_listen: Option<Vec<String>>,
-    pub tcp_table_listen: Option<Vec<String>>,
-    pub policy_listen: Option<Vec<String>>,
-    pub lookup_timeout: Option<String>,
-    pub cache_ttl: Option<String>,
-    pub cache_check_interval: Option<String>,
-    pub max_request: Option<usize>,
-    pub socket_mode: Option<String>,
-    pub socket_owner: Option<String>,
-    pub socket_group: Option<String>,
-    pub max_connections: Option<usize>,
-    pub shutdown_timeout: Option<String>,
-    pub idle_timeout: Option<String>,
-    pub sender_login_check: Option<String>,
-    pub ratelimit: Option<super::ratelimit::Raw>,
-}
-
-impl Raw {
-    fn service(&self) -> RawService {
-        RawService {
-            socket_mode: self.socket_mode.clone(),
-            socket_owner: self.socket_owner.clone(),
-            socket_group: self.socket_group.clone(),
-            max_connections: self.max_connections,
-            shutdown_timeout: self.shutdown_timeout.clone(),
-            idle_timeout: self.idle_timeout.clone(),
-        }
+daemon_raw! {
+    /// Raw `[policyd]`.
+    pub struct Raw {
+        pub socketmap_listen: Option<Vec<String>>,
+        pub tcp_table_listen: Option<Vec<String>>,
+        pub policy_listen: Option<Vec<String>>,
+        pub lookup_timeout: Option<String>,
+        pub cache_ttl: Option<String>,
+        pub cache_check_interval: Option<String>,
+        pub max_request: Option<usize>,
+        pub sender_login_check: Option<String>,
+        pub ratelimit: Option<super::ratelimit::Raw>,
     }
 }
 
