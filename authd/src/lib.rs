@@ -176,37 +176,19 @@ pub async fn run(
 ) -> Result<(), service::ServeError> {
     let stop = CancellationToken::new();
     let mut servers: Vec<service::Server> = Vec::new();
-    if !listeners.auth.is_empty() {
-        let cur = current.clone();
-        let stop = stop.clone();
-        servers.push(Box::pin(async move {
-            service::serve(
-                listeners.auth,
-                limits,
-                stop.cancelled_owned(),
-                move |stream, _peer, token| {
-                    let shared = cur.borrow().auth.clone();
-                    auth_session::serve(stream, shared, token)
-                },
-            )
-            .await
-        }));
-    }
-    if !listeners.dict.is_empty() {
-        let cur = current.clone();
-        let stop = stop.clone();
-        servers.push(Box::pin(async move {
-            service::serve(
-                listeners.dict,
-                limits,
-                stop.cancelled_owned(),
-                move |stream, _peer, token| {
-                    let shared = cur.borrow().dict.clone();
-                    dict_session::serve(stream, shared, token)
-                },
-            )
-            .await
-        }));
-    }
+    let cur = current.clone();
+    servers.extend(service::protocol(
+        listeners.auth,
+        limits,
+        &stop,
+        move |stream, _peer, token| auth_session::serve(stream, cur.borrow().auth.clone(), token),
+    ));
+    let cur = current;
+    servers.extend(service::protocol(
+        listeners.dict,
+        limits,
+        &stop,
+        move |stream, _peer, token| dict_session::serve(stream, cur.borrow().dict.clone(), token),
+    ));
     service::serve_all(servers, stop, shutdown).await
 }

@@ -149,53 +149,30 @@ pub async fn run(
 ) -> Result<(), service::ServeError> {
     let stop = CancellationToken::new();
     let mut servers: Vec<service::Server> = Vec::new();
-    if !listeners.socketmap.is_empty() {
-        let cur = current.clone();
-        let stop = stop.clone();
-        servers.push(Box::pin(async move {
-            service::serve(
-                listeners.socketmap,
-                limits,
-                stop.cancelled_owned(),
-                move |stream, _peer, token| {
-                    let shared = cur.borrow().clone();
-                    session::socketmap(stream, shared, token)
-                },
-            )
-            .await
-        }));
-    }
+    let cur = current.clone();
+    servers.extend(service::protocol(
+        listeners.socketmap,
+        limits,
+        &stop,
+        move |stream, _peer, token| session::socketmap(stream, cur.borrow().clone(), token),
+    ));
     for (map, listener) in listeners.tcp_table {
         let cur = current.clone();
-        let stop = stop.clone();
-        servers.push(Box::pin(async move {
-            service::serve(
-                vec![listener],
-                limits,
-                stop.cancelled_owned(),
-                move |stream, _peer, token| {
-                    let shared = cur.borrow().clone();
-                    session::tcp_table(stream, map, shared, token)
-                },
-            )
-            .await
-        }));
+        servers.extend(service::protocol(
+            vec![listener],
+            limits,
+            &stop,
+            move |stream, _peer, token| {
+                session::tcp_table(stream, map, cur.borrow().clone(), token)
+            },
+        ));
     }
-    if !listeners.policy.is_empty() {
-        let cur = current.clone();
-        let stop = stop.clone();
-        servers.push(Box::pin(async move {
-            service::serve(
-                listeners.policy,
-                limits,
-                stop.cancelled_owned(),
-                move |stream, _peer, token| {
-                    let shared = cur.borrow().clone();
-                    session::policy(stream, shared, token)
-                },
-            )
-            .await
-        }));
-    }
+    let cur = current;
+    servers.extend(service::protocol(
+        listeners.policy,
+        limits,
+        &stop,
+        move |stream, _peer, token| session::policy(stream, cur.borrow().clone(), token),
+    ));
     service::serve_all(servers, stop, shutdown).await
 }

@@ -35,5 +35,5 @@ pub use listen::{
     ListenAddr, ListenError, Listener, LocalAddr, Peer, Stream, SystemdSocket, UnixOptions, bind,
 };
 pub use notify::{notify_ready, notify_reloading, notify_stopping};
-pub use serve::{ServeError, Server, serve, serve_all};
+pub use serve::{ServeError, Server, protocol, serve, serve_all};
 pub use signals::{ReloadStream, SignalError, reload_stream, terminate};

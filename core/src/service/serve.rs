@@ -294,6 +294,28 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 /// several protocols.
 pub type Server = std::pin::Pin<Box<dyn Future<Output = Result<(), ServeError>> + Send>>;
 
+/// One protocol's accept loop for [`serve_all`]: [`serve`] on `listeners`
+/// until `stop` is cancelled. `None` when there are no listeners (a
+/// protocol the admin did not configure).
+pub fn protocol<H, Fut>(
+    listeners: Vec<Listener>,
+    limits: Limits,
+    stop: &CancellationToken,
+    handler: H,
+) -> Option<Server>
+where
+    H: Fn(Stream, Peer, CancellationToken) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    if listeners.is_empty() {
+        return None;
+    }
+    let stop = stop.clone();
+    Some(Box::pin(async move {
+        serve(listeners, limits, stop.cancelled_owned(), handler).await
+    }))
+}
+
 /// Runs the accept loops of a daemon that speaks several protocols until
 /// `shutdown` resolves, then cancels `stop` (each loop's own shutdown
 /// future is `stop.cancelled_owned()`) and waits until every loop has
