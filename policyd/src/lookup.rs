@@ -25,7 +25,8 @@ pub const SENDONLY_REJECT_TEXT: &str = "this account only sends mail and does no
 /// The value of `mailboxes` hits: the guide's `accounts.cf` answers `1`;
 /// Postfix with LMTP delivery only tests for presence.
 pub const MAILBOX_VALUE: &str = "1";
-/// At most this many cached answers; the cache is emptied when full.
+/// At most this many cached answers per map; a map's table is emptied
+/// when full.
 pub const CACHE_MAX_ENTRIES: usize = 100_000;
 
 /// The maps, one per file of the guide's `/etc/postfix/sql/`.
@@ -118,7 +119,9 @@ pub struct Lookup {
     timeout: Duration,
     cache_ttl: Duration,
     generation: AtomicU64,
-    cache: Mutex<HashMap<(Map, String), Cached>>,
+    /// One table per map (indexed by `Map as usize`), keyed by the key as
+    /// Postfix sent it, so a hit needs no allocation.
+    cache: Mutex<[HashMap<String, Cached>; Map::ALL.len()]>,
 }
 
 /// A cached answer, the cache generation it belongs to and when it was
@@ -140,7 +143,7 @@ impl Lookup {
             timeout,
             cache_ttl,
             generation: AtomicU64::new(0),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Default::default()),
         }
     }
 
@@ -198,7 +201,7 @@ impl Lookup {
     pub fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut cache) = self.cache.lock() {
-            cache.clear();
+            cache.iter_mut().for_each(HashMap::clear);
         }
     }
 
@@ -224,7 +227,7 @@ impl Lookup {
     fn cached(&self, map: Map, key: &str) -> Option<Option<String>> {
         let generation = self.generation.load(Ordering::Acquire);
         let cache = self.cache.lock().ok()?;
-        match cache.get(&(map, key.to_owned())) {
+        match cache[map as usize].get(key) {
             Some(c) if c.generation == generation && c.at.elapsed() < self.cache_ttl => {
                 Some(c.answer.clone())
             }
@@ -237,11 +240,12 @@ impl Lookup {
             if generation != self.generation.load(Ordering::Acquire) {
                 return;
             }
-            if cache.len() >= CACHE_MAX_ENTRIES {
-                cache.clear();
+            let table = &mut cache[map as usize];
+            if table.len() >= CACHE_MAX_ENTRIES {
+                table.clear();
             }
-            cache.insert(
-                (map, key.to_owned()),
+            table.insert(
+                key.to_owned(),
                 Cached {
                     generation,
                     at: Instant::now(),
