@@ -86,8 +86,8 @@ fn scheme_or_default(ctx: &Ctx, scheme: Option<&str>) -> anyhow::Result<Scheme> 
     }
 }
 
-fn hash(password: &str, scheme: Scheme) -> anyhow::Result<Secret> {
-    password::hash(password.as_bytes(), scheme)
+fn hash(password: &[u8], scheme: Scheme) -> anyhow::Result<Secret> {
+    password::hash(password, scheme)
         .map(Secret::new)
         .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))
 }

@@ -128,23 +128,13 @@ pub fn parse_domain(s: &str) -> anyhow::Result<String> {
 }
 
 /// Reads a new password: one line from stdin with `--password-stdin` (or
-/// when stdin is not a terminal), else prompted twice without echo.
-pub fn read_new_password(from_stdin: bool) -> anyhow::Result<String> {
+/// when stdin is not a terminal), else prompted twice without echo — the
+/// same input rules as `postwerk pw`.
+pub fn read_new_password(from_stdin: bool) -> anyhow::Result<Vec<u8>> {
     let pw = if from_stdin || !std::io::stdin().is_terminal() {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .context("cannot read the password from stdin")?;
-        let line = line.strip_suffix('\n').unwrap_or(&line);
-        line.strip_suffix('\r').unwrap_or(line).to_owned()
+        pw::read_password_line(std::io::stdin().lock())?
     } else {
-        let a = rpassword::prompt_password("New password: ").context("cannot read the password")?;
-        let b = rpassword::prompt_password("Retype new password: ")
-            .context("cannot read the password")?;
-        if a != b {
-            bail!("the passwords do not match");
-        }
-        a
+        pw::prompt_password(false)?
     };
     if pw.is_empty() {
         bail!("the password is empty");

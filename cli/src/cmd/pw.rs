@@ -73,7 +73,7 @@ pub fn run(args: PwArgs) -> anyhow::Result<()> {
 
 /// One line of `input` without its `\n` or `\r\n`: any bytes, at most
 /// [`MAX_PASSWORD_LEN`].
-fn read_password_line(input: impl BufRead) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_password_line(input: impl BufRead) -> anyhow::Result<Vec<u8>> {
     let mut line = Vec::new();
     // One byte more than allowed, to tell "too long" from "just fits".
     let limit = u64::try_from(MAX_PASSWORD_LEN + 2).unwrap_or(u64::MAX);
@@ -98,7 +98,7 @@ fn read_password_line(input: impl BufRead) -> anyhow::Result<Vec<u8>> {
 
 /// Asks on the terminal without echo: once to test a hash, twice (and the
 /// two must agree) for a new one.
-fn prompt_password(is_testing: bool) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn prompt_password(is_testing: bool) -> anyhow::Result<Vec<u8>> {
     if is_testing {
         let password = rpassword::prompt_password("Enter password to verify: ")
             .context("reading the password")?;
