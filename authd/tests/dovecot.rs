@@ -165,6 +165,17 @@ auth_failure_delay = 0\nfirst_valid_uid = 1\nmail_location = maildir:~/mail:LAYO
         }
     }
 
+    /// `doveadm auth test -a <authd's auth socket>` as Postfix would ask
+    /// (service smtp, `secured` after TLS unless `secured` is false).
+    fn auth_test(&self, sock: &str, secured: bool, user: &str, password: &str) -> (i32, String) {
+        let mut args = vec!["auth", "test", "-a", sock, "-x", "service=smtp"];
+        if secured {
+            args.extend(["-x", "secured"]);
+        }
+        args.extend([user, password]);
+        self.doveadm(&args)
+    }
+
     fn doveadm(&self, args: &[&str]) -> (i32, String) {
         let out: Output = Command::new("doveadm")
             .arg("-c")
@@ -311,86 +322,22 @@ async fn dovecot_dict_passdb_userdb_and_doveadm_against_authd() {
 
     // doveadm as auth-client straight against authd (Postfix's protocol).
     let sock = f.authd_socket();
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "user@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "user@example.org", PASSWORD);
     assert_eq!(rc, 0, "{out}");
     assert!(
         out.contains("passdb: user@example.org auth succeeded"),
         "{out}"
     );
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "USER@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "USER@example.org", PASSWORD);
     assert_eq!(rc, 0, "{out}");
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "user@example.org",
-        "wrong",
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "user@example.org", "wrong");
     assert_eq!(rc, 77, "{out}");
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "disabled@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "disabled@example.org", PASSWORD);
     assert_eq!(rc, 77, "{out}");
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "sendonly@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "sendonly@example.org", PASSWORD);
     assert_eq!(rc, 0, "send-only accounts may submit: {out}");
     // No `secured` flag: plaintext refused, as disable_plaintext_auth.
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "user@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, false, "user@example.org", PASSWORD);
     assert_eq!(rc, 77, "{out}");
     assert!(out.contains("Plaintext authentication disallowed"), "{out}");
 }
@@ -417,18 +364,7 @@ async fn database_down_is_temp_fail_for_dovecot_and_doveadm() {
     );
     // Straight against authd's auth-client socket.
     let sock = f.authd_socket();
-    let (rc, out) = f.doveadm(&[
-        "auth",
-        "test",
-        "-a",
-        &sock,
-        "-x",
-        "service=smtp",
-        "-x",
-        "secured",
-        "user@example.org",
-        PASSWORD,
-    ]);
+    let (rc, out) = f.auth_test(&sock, true, "user@example.org", PASSWORD);
     assert_eq!(rc, 77, "{out}");
     assert!(out.contains("code=temp_fail"), "{out}");
 }

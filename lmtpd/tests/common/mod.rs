@@ -89,6 +89,9 @@ pub async fn fixture(db: &Db) {
 
 /// Starts lmtpd on 127.0.0.1 with `extra` appended to `[lmtpd]`.
 pub async fn start(extra: &str, database_url: Option<&str>, mail_user: &str) -> Daemon {
+    // The daemon's warnings (e.g. why a delivery got 451) go to stderr,
+    // which the test runner shows when a test fails.
+    let _ = postwerk_core::log::init("warn");
     let dir = tempfile::tempdir().unwrap();
     // Dovecot's imap process runs as vmail and must reach the mailboxes.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
