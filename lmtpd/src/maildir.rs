@@ -131,7 +131,10 @@ pub fn ensure_maildir(dir: &Path, owner: Owner) -> io::Result<()> {
         return Ok(());
     }
     make_dirs(dir, owner)?;
-    for sub in ["cur", "new", "tmp"] {
+    // tmp/ first: another session takes the folder as ready once cur/ and
+    // new/ exist (is_maildir) and writes into tmp/ at once. Made last, a
+    // concurrent first delivery got ENOENT and a 451.
+    for sub in ["tmp", "new", "cur"] {
         make_dirs(&dir.join(sub), owner)?;
     }
     Ok(())
