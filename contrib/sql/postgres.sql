@@ -51,3 +51,8 @@ CREATE TABLE IF NOT EXISTS tlspolicies (
     PRIMARY KEY (id),
     UNIQUE (domain)
 );
+-- postwerk matches user names and domains whatever their case (as the
+-- guide's MariaDB collation does), and these indexes keep those lookups fast.
+CREATE INDEX IF NOT EXISTS accounts_lower_name ON accounts (lower(username), lower(domain));
+CREATE INDEX IF NOT EXISTS aliases_lower_source ON aliases (lower(source_username), lower(source_domain));
+CREATE INDEX IF NOT EXISTS domains_lower ON domains (lower(domain));

@@ -117,6 +117,25 @@ impl std::str::FromStr for Address {
     }
 }
 
+/// Dovecot's default `auth_username_chars`: a login or userdb name with
+/// any other character is refused by Dovecot's auth process.
+pub const DOVECOT_USERNAME_CHARS: &str =
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234567890.-_@";
+
+/// Whether Dovecot (with `auth_username_chars` = `allowed`) can use
+/// `address` as a user name: log it in and look up its mailbox. The
+/// guide's Postfix accepts mail for accounts such as `o'brien@…` that
+/// Dovecot's LMTP then cannot deliver and IMAP cannot open; postwerk
+/// treats such accounts as unusable everywhere, and the CLI refuses to
+/// create them.
+pub fn usable_user_name(address: &Address, allowed: &str) -> bool {
+    address
+        .local()
+        .chars()
+        .chain(address.domain().chars())
+        .all(|c| allowed.contains(c))
+}
+
 /// Splits a local part at the first character found in `delimiters`.
 /// Returns `(base, Some(extension))`, or `(local, None)` when there is no
 /// delimiter or it stands first.

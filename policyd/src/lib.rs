@@ -118,12 +118,15 @@ pub async fn bind(cfg: &Config) -> Result<Listeners, service::ListenError> {
 pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let p = &cfg.policyd;
-    let lookup = Arc::new(Lookup::new(
-        db,
-        &cfg.mail.recipient_delimiter,
-        p.lookup_timeout,
-        p.cache_ttl,
-    ));
+    let lookup = Arc::new(
+        Lookup::new(
+            db,
+            &cfg.mail.recipient_delimiter,
+            p.lookup_timeout,
+            p.cache_ttl,
+        )
+        .with_username_chars(&cfg.mail.username_chars),
+    );
     lookup.start_change_watch(p.cache_check_interval);
     let policy = PolicyService::new(
         lookup.clone(),

@@ -10,8 +10,8 @@
 //! `propagate_unmatched_extensions` (default `canonical, virtual`) for
 //! aliases found through the stripped key.
 
-use postwerk_core::address::{Address, normalize_domain};
-use postwerk_core::db::{ChangeProbe, Db, DbError, RecipientAccess};
+use postwerk_core::address::{Address, DOVECOT_USERNAME_CHARS, normalize_domain, usable_user_name};
+use postwerk_core::db::{AddressRows, ChangeProbe, Db, DbError};
 use postwerk_core::error::{Transience, Transient};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,6 +116,7 @@ impl Transient for LookupError {
 pub struct Lookup {
     db: Db,
     delimiter: String,
+    username_chars: String,
     timeout: Duration,
     cache_ttl: Duration,
     generation: AtomicU64,
@@ -135,16 +136,26 @@ struct Cached {
 
 impl Lookup {
     /// `delimiter` is `recipient_delimiter` (each character a delimiter);
-    /// `cache_ttl` zero turns the cache off.
+    /// `cache_ttl` zero turns the cache off. Accounts can receive with
+    /// the Dovecot default `auth_username_chars` until
+    /// [`Lookup::with_username_chars`] says otherwise.
     pub fn new(db: Db, delimiter: &str, timeout: Duration, cache_ttl: Duration) -> Self {
         Self {
             db,
             delimiter: delimiter.to_owned(),
+            username_chars: DOVECOT_USERNAME_CHARS.to_owned(),
             timeout,
             cache_ttl,
             generation: AtomicU64::new(0),
             cache: Mutex::new(Default::default()),
         }
+    }
+
+    /// `[mail].username_chars` (Dovecot's `auth_username_chars`): accounts
+    /// with other characters have no usable mailbox.
+    pub fn with_username_chars(mut self, chars: &str) -> Self {
+        self.username_chars = chars.to_owned();
+        self
     }
 
     /// The database (for the policy service's checks).
@@ -275,6 +286,9 @@ impl Lookup {
             }
             Map::Mailboxes => self
                 .with_extension_fallback(key, |a| async move {
+                    if !usable_user_name(&a, &self.username_chars) {
+                        return Ok(None);
+                    }
                     Ok(db
                         .enabled_account(a.local(), a.domain())
                         .await?
@@ -282,17 +296,7 @@ impl Lookup {
                 })
                 .await
                 .map(|r| r.map(|(v, _)| v.join(","))),
-            Map::RecipientAccess => self
-                .with_extension_fallback(key, |a| async move {
-                    Ok(db.recipient_access(a.local(), a.domain()).await?.map(|r| {
-                        vec![match r {
-                            RecipientAccess::Ok => "OK".to_owned(),
-                            RecipientAccess::Reject => format!("REJECT {SENDONLY_REJECT_TEXT}"),
-                        }]
-                    }))
-                })
-                .await
-                .map(|r| r.map(|(v, _)| v.join(","))),
+            Map::RecipientAccess => self.recipient_access(key).await,
             Map::SenderLogin => self
                 .with_extension_fallback(key, |a| async move {
                     let owners = db.sender_login_owners(a.local(), a.domain()).await?;
@@ -307,22 +311,170 @@ impl Lookup {
                 if !key.contains('@') {
                     return Ok(None);
                 }
-                let found = self
-                    .with_extension_fallback(key, |a| async move {
-                        let d = db.guide_alias_destinations(a.local(), a.domain()).await?;
-                        Ok((!d.is_empty()).then_some(d))
-                    })
-                    .await?;
-                Ok(found.map(|(dests, ext)| match ext {
-                    None => dests.join(","),
-                    Some(ext) => dests
-                        .iter()
-                        .map(|d| propagate_extension(d, &ext))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                }))
+                Ok(self.aliases(key).await?.map(|dests| dests.join(",")))
             }
         }
+    }
+
+    /// The `aliases` map: where `key` goes by alias, or `None` when it is
+    /// not an alias (an account, or unknown without a catch-all). As in the
+    /// guide, an account hides the aliases of its name. Unlike the guide's
+    /// query: a named alias or an account always wins over the catch-all,
+    /// and `user+tag@` reaches the named alias or account `user@`
+    /// before the catch-all (Postfix's own order for hash and mysql tables
+    /// when no catch-all exists) — the tag moves to the alias destinations
+    /// (`propagate_unmatched_extensions`) or stays on the recipient for
+    /// lmtpd/Sieve.
+    async fn aliases(&self, key: &str) -> Result<Option<Vec<String>>, DbError> {
+        let Some((addr, rows)) = self.rows_of_key(key).await? else {
+            return Ok(None);
+        };
+        // As in the guide, an account hides every alias of its name.
+        if rows.account.is_some() {
+            return Ok(None);
+        }
+        if !rows.named.is_empty() {
+            return Ok(Some(rows.named));
+        }
+        let (base, detail) = addr.split_detail(&self.delimiter);
+        if let Some(detail) = detail {
+            let base_rows = self.db.address_rows(base.local(), base.domain()).await?;
+            if base_rows.account.is_some() {
+                return Ok(None);
+            }
+            if !base_rows.named.is_empty() {
+                let ext = extension_of(&addr, &base, &detail);
+                return Ok(Some(
+                    base_rows
+                        .named
+                        .iter()
+                        .map(|d| propagate_extension(d, &ext))
+                        .collect(),
+                ));
+            }
+        }
+        Ok((!rows.catch_all.is_empty()).then_some(rows.catch_all))
+    }
+
+    /// Parses `key` and reads its rows, or `None` when it is no address of
+    /// one of our domains.
+    async fn rows_of_key(&self, key: &str) -> Result<Option<(Address, AddressRows)>, DbError> {
+        let Ok(addr) = Address::parse(key) else {
+            return Ok(None);
+        };
+        if !self.cache_ttl.is_zero() && !self.domain_known(addr.domain()).await? {
+            return Ok(None);
+        }
+        let rows = self.db.address_rows(addr.local(), addr.domain()).await?;
+        Ok(Some((addr, rows)))
+    }
+
+    /// The `recipient_access` map. The guide answers `OK` for a mailbox
+    /// account and `REJECT` for a send-only one. postwerk also refuses, with
+    /// a text that says why, what the guide accepts and then bounces: a
+    /// disabled account, an account whose name Dovecot cannot use, and an
+    /// alias (or catch-all) all of whose final destinations are such local
+    /// mailboxes or do not exist. Anything else gets no answer (Postfix
+    /// goes on with its checks).
+    async fn recipient_access(&self, key: &str) -> Result<Option<String>, DbError> {
+        let Some((addr, rows)) = self.rows_of_key(key).await? else {
+            return Ok(None);
+        };
+        // The account itself (user+tag falls back to user, as Postfix
+        // does for the mailbox map, unless user+tag is a named alias).
+        let account = match rows.account {
+            Some(a) => Some((addr.clone(), a)),
+            None if rows.named.is_empty() => {
+                let (base, detail) = addr.split_detail(&self.delimiter);
+                match detail {
+                    Some(_) => self
+                        .db
+                        .address_rows(base.local(), base.domain())
+                        .await?
+                        .account
+                        .map(|a| (base, a)),
+                    None => None,
+                }
+            }
+            None => None,
+        };
+        if let Some((account, state)) = account {
+            return Ok(Some(self.classify(&account, state).access_answer()));
+        }
+        let mut budget = RESOLVE_BUDGET;
+        let mut seen = vec![addr.clone()];
+        let targets = self.resolve(&addr, &mut seen, &mut budget, 0).await?;
+        if targets.is_empty() || targets.iter().any(|t| t.deliverable()) {
+            return Ok(None);
+        }
+        if rows.named.is_empty() && rows.catch_all.is_empty() {
+            // Not an alias at all: Postfix's own "User unknown" applies.
+            return Ok(None);
+        }
+        Ok(Some(Target::alias_answer(&targets)))
+    }
+
+    /// What kind of mailbox the account `account` with `(enabled,
+    /// sendonly)` is.
+    fn classify(&self, account: &Address, (enabled, sendonly): (bool, bool)) -> Target {
+        if !usable_user_name(account, &self.username_chars) {
+            Target::BadName
+        } else if !enabled {
+            Target::Disabled
+        } else if sendonly {
+            Target::SendOnly
+        } else {
+            Target::Mailbox
+        }
+    }
+
+    /// The final destinations of `addr`'s aliases, following aliases of
+    /// our own domains as Postfix's virtual alias expansion does, within
+    /// `budget` lookups and [`RESOLVE_DEPTH`] levels (beyond: `Unsure`).
+    fn resolve<'a>(
+        &'a self,
+        addr: &'a Address,
+        seen: &'a mut Vec<Address>,
+        budget: &'a mut u32,
+        depth: u32,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Vec<Target>, DbError>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let Some(dests) = self.aliases(&addr.to_string()).await? else {
+                return Ok(vec![]);
+            };
+            let mut out = Vec::new();
+            for dest in dests {
+                if *budget == 0 || depth >= RESOLVE_DEPTH {
+                    out.push(Target::Unsure);
+                    continue;
+                }
+                *budget -= 1;
+                let Ok(d) = Address::parse(&dest) else {
+                    out.push(Target::Unsure);
+                    continue;
+                };
+                if !self.domain_known(d.domain()).await? {
+                    out.push(Target::Foreign);
+                    continue;
+                }
+                let (base, _) = d.split_detail(&self.delimiter);
+                let rows = self.db.address_rows(base.local(), base.domain()).await?;
+                // An address that expands to itself is delivered (Postfix).
+                let again = seen.contains(&d);
+                if !again && self.aliases(&d.to_string()).await?.is_some() {
+                    seen.push(d.clone());
+                    out.extend(self.resolve(&d, seen, budget, depth + 1).await?);
+                    continue;
+                }
+                out.push(match rows.account {
+                    Some(state) => self.classify(&base, state),
+                    None => Target::Unknown,
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Runs `f` for the full address, then — when the local part has an
@@ -378,6 +530,79 @@ impl Lookup {
             .await?
             .map(|v| (v, Some(format!("{delim}{detail}")))))
     }
+}
+
+/// At most this many addresses are looked at to resolve one recipient's
+/// aliases for `recipient_access`.
+pub const RESOLVE_BUDGET: u32 = 64;
+/// Alias chains deeper than this are not followed (Postfix stops at
+/// `virtual_alias_recursion_limit`, 1000; real chains are short).
+pub const RESOLVE_DEPTH: u32 = 8;
+
+/// Where one alias destination ends up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// An enabled account with a mailbox.
+    Mailbox,
+    /// A disabled account.
+    Disabled,
+    /// A send-only account (no mailbox).
+    SendOnly,
+    /// An account whose name Dovecot cannot use.
+    BadName,
+    /// An address of our domains with no account or alias.
+    Unknown,
+    /// An address of a foreign domain.
+    Foreign,
+    /// Not followed (too deep, too many, unparsable): assume deliverable.
+    Unsure,
+}
+
+impl Target {
+    fn deliverable(self) -> bool {
+        matches!(self, Target::Mailbox | Target::Foreign | Target::Unsure)
+    }
+
+    /// The access(5) answer for mail addressed to an account of this kind.
+    fn access_answer(self) -> String {
+        match self {
+            Target::Mailbox => "OK".to_owned(),
+            Target::SendOnly => format!("REJECT {SENDONLY_REJECT_TEXT}"),
+            Target::Disabled => format!("550 5.2.1 {DISABLED_TEXT}"),
+            Target::BadName => format!("550 5.1.1 {BAD_NAME_TEXT}"),
+            Target::Unknown | Target::Foreign | Target::Unsure => "DUNNO".to_owned(),
+        }
+    }
+
+    /// The answer for an alias none of whose destinations can receive.
+    fn alias_answer(targets: &[Target]) -> String {
+        if targets.iter().all(|t| *t == Target::Disabled) {
+            format!("550 5.2.1 {ALIAS_DISABLED_TEXT}")
+        } else {
+            format!("550 5.1.1 {ALIAS_UNDELIVERABLE_TEXT}")
+        }
+    }
+}
+
+/// Text for mail to a disabled account (Postfix: `550 5.2.1 <addr>:
+/// Recipient address rejected: <text>`).
+pub const DISABLED_TEXT: &str = "this mailbox is disabled";
+/// Text for mail to an account whose name Dovecot cannot use.
+pub const BAD_NAME_TEXT: &str =
+    "this mailbox cannot be used: its name has characters the mail store does not accept";
+/// Text for an alias that leads only to disabled accounts.
+pub const ALIAS_DISABLED_TEXT: &str = "this address leads only to disabled mailboxes";
+/// Text for an alias that leads only to mailboxes that cannot receive.
+pub const ALIAS_UNDELIVERABLE_TEXT: &str =
+    "this address leads only to mailboxes that do not exist or cannot receive mail";
+
+/// The unmatched extension of `addr` over `base`, with its delimiter
+/// (`+tag`).
+fn extension_of(addr: &Address, base: &Address, detail: &str) -> String {
+    let start = base.local().len();
+    let delim_len = addr.local().len().saturating_sub(start + detail.len());
+    let delim = addr.local().get(start..start + delim_len).unwrap_or("+");
+    format!("{delim}{detail}")
 }
 
 /// Inserts an unmatched address extension into a result address, as

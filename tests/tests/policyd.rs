@@ -79,6 +79,8 @@ fn provision(db: &dyn Database) {
     run(&["alias", "add", "out@example.org", "someone@foreign.example"]);
     run(&["alias", "add", "@example.net", "user2@example.org"]);
     run(&["alias", "add", "user2@example.org", "user1@example.org"]);
+    run(&["alias", "add", "sales@example.net", "user1@example.org"]);
+    run(&["alias", "add", "old@example.org", "gone@example.org"]);
     run(&["tlspolicy", "add", "gmx.de", "secure", "match=.gmx.net"]);
     run(&["tlspolicy", "add", "mailbox.org", "dane-only"]);
     db.grant_readers();
@@ -99,6 +101,9 @@ const ADDRESSES: &[&str] = &[
     "anything@example.net",
     "info@example.net",
     "info+x@example.net",
+    "sales@example.net",
+    "sales+x@example.net",
+    "old@example.org",
     "anna@xn--mller-kva.example",
     "someone@unknown.example",
     "example.org",
@@ -111,6 +116,37 @@ const DOMAINS: &[&str] = &[
     "unknown.example",
 ];
 const NEXT_HOPS: &[&str] = &["gmx.de", "mailbox.org", "web.de"];
+
+/// Where policyd answers differently from the guide's maps on purpose
+/// (issue 12, README "Differences from the guide"): (map, key, policyd's
+/// answer as Postfix gets it). The test checks that the guide's map really
+/// answers otherwise.
+const DIFFERENCES: &[(&str, &str, Option<&str>)] = &[
+    // user+tag of an account in a catch-all domain: the guide's query
+    // matches the catch-all before Postfix tries `info@`; policyd leaves
+    // it to the account (mailboxes map), tag kept for Sieve.
+    ("aliases", "info+x@example.net", None),
+    // A named alias in a catch-all domain: the guide's query returns the
+    // catch-all's destination too, so user2 gets a copy of every mail.
+    ("aliases", "sales@example.net", Some("user1@example.org")),
+    (
+        "aliases",
+        "sales+x@example.net",
+        Some("user1+x@example.org"),
+    ),
+    // A disabled account: the guide accepts at RCPT only through an alias
+    // and then bounces; policyd refuses at RCPT with a reason, either way.
+    (
+        "recipient_access",
+        "gone@example.org",
+        Some("550 5.2.1 this mailbox is disabled"),
+    ),
+    (
+        "recipient_access",
+        "old@example.org",
+        Some("550 5.2.1 this address leads only to disabled mailboxes"),
+    ),
+];
 
 /// (policyd map name, guide's sql file, keys, does Postfix retry without the
 /// extension, does it propagate the extension to the result).
@@ -295,10 +331,23 @@ fn policyd_answers_like_the_guide_maps_on_every_database() {
         for (backend, (_daemon, socket)) in &daemons {
             let got = policyd_answers(&config, socket, name, keys);
             for key in keys.iter() {
-                assert_eq!(
-                    got[*key], expected[*key],
-                    "map {name} key {key} on {backend}: policyd (left) differs from the guide's {file} (right)"
-                );
+                match DIFFERENCES.iter().find(|(m, k, _)| m == name && k == key) {
+                    Some((_, _, ours)) => {
+                        let ours = normalise(ours.map(str::to_owned).as_ref());
+                        assert_eq!(
+                            got[*key], ours,
+                            "map {name} key {key} on {backend}: policyd (left) is not postwerk's fixed answer (right)"
+                        );
+                        assert_ne!(
+                            expected[*key], ours,
+                            "map {name} key {key}: the guide's {file} already answers like postwerk; drop it from DIFFERENCES"
+                        );
+                    }
+                    None => assert_eq!(
+                        got[*key], expected[*key],
+                        "map {name} key {key} on {backend}: policyd (left) differs from the guide's {file} (right)"
+                    ),
+                }
                 compared += 1;
             }
         }
@@ -346,7 +395,15 @@ fn policyd_answers_like_the_guide_maps_on_every_database() {
         text["noreply@example.org"],
         "REJECT this account only sends mail and does not receive any"
     );
-    assert!(r["gone@example.org"].is_none());
+    let texts = postmap_batch(
+        &config,
+        &format!("socketmap:unix:{}:recipient_access", sock.display()),
+        &["gone@example.org".into(), "old@example.org".into()],
+    );
+    assert_eq!(
+        texts["gone@example.org"],
+        "550 5.2.1 this mailbox is disabled"
+    );
 
     // IDN: policyd also matches the Unicode form Postfix sends with
     // SMTPUTF8; the guide's map compares bytes and misses it.

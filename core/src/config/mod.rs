@@ -85,6 +85,11 @@ pub struct MailConfig {
     /// Dovecot `default_pass_scheme`: scheme of stored hashes without a
     /// `{SCHEME}` prefix, and of new hashes the CLI makes.
     pub default_pass_scheme: Scheme,
+    /// Dovecot `auth_username_chars`: the characters a user name
+    /// (`user@domain`) may have. Accounts with others cannot log in to
+    /// Dovecot, so postwerk treats them as unusable everywhere
+    /// ([`crate::address::usable_user_name`]).
+    pub username_chars: String,
 }
 
 /// The whole validated configuration.
@@ -236,6 +241,20 @@ impl Config {
                 }
             },
         };
+        let username_chars = raw_mail
+            .username_chars
+            .unwrap_or_else(|| crate::address::DOVECOT_USERNAME_CHARS.to_owned());
+        if username_chars.is_empty()
+            || !username_chars.chars().all(|c| c.is_ascii_graphic())
+            || !username_chars.contains('@')
+        {
+            errors.push(ConfigError::new(
+                "[mail].username_chars",
+                format!(
+                    "`{username_chars}` must be printable ASCII characters including @, as Dovecot's auth_username_chars (empty in Dovecot means any: leave the key out instead)"
+                ),
+            ));
+        }
         match database {
             Some(database) if errors.is_empty() => Ok(Self {
                 source: None,
@@ -244,6 +263,7 @@ impl Config {
                 mail: MailConfig {
                     recipient_delimiter,
                     default_pass_scheme,
+                    username_chars,
                 },
                 policyd,
                 authd,
@@ -292,6 +312,10 @@ impl Config {
             (
                 "[mail].default_pass_scheme".into(),
                 self.mail.default_pass_scheme.to_string(),
+            ),
+            (
+                "[mail].username_chars".into(),
+                self.mail.username_chars.clone(),
             ),
         ];
         rows.extend(policyd::describe(&self.policyd));

@@ -27,4 +27,5 @@ pub struct Log {
 pub struct Mail {
     pub recipient_delimiter: Option<String>,
     pub default_pass_scheme: Option<String>,
+    pub username_chars: Option<String>,
 }

@@ -200,7 +200,7 @@ pub(crate) fn sql_for(sql: &'static str, backend: Backend) -> &'static str {
     };
     let mut out = String::with_capacity(sql.len() + 16);
     let mut n = 0;
-    for c in sql.replace("{quota}", quota).chars() {
+    for c in fold_case(&sql.replace("{quota}", quota), backend).chars() {
         if c == '?' && backend == Backend::Postgres {
             n += 1;
             out.push('$');
@@ -215,9 +215,60 @@ pub(crate) fn sql_for(sql: &'static str, backend: Backend) -> &'static str {
     leaked
 }
 
+/// Rewrites `{lc column}` for a case-insensitive comparison with a
+/// lowercase key: the column itself on MySQL/MariaDB (the guide's
+/// collation already ignores case, and keeps its index), `lower(column)`
+/// on SQLite and PostgreSQL (whose schemas in `contrib/sql/` index that
+/// expression).
+fn fold_case(sql: &str, backend: Backend) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut rest = sql;
+    while let Some(start) = rest.find("{lc ") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 4..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let column = &after[..end];
+        match backend {
+            Backend::MySql => out.push_str(column),
+            Backend::Sqlite | Backend::Postgres => {
+                out.push_str("lower(");
+                out.push_str(column);
+                out.push(')');
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn case_folding_per_backend() {
+        let sql = "SELECT 1 FROM accounts WHERE {lc username} = ? AND {lc domain} = ?";
+        assert_eq!(
+            fold_case(sql, Backend::MySql),
+            "SELECT 1 FROM accounts WHERE username = ? AND domain = ?"
+        );
+        assert_eq!(
+            fold_case(sql, Backend::Postgres),
+            "SELECT 1 FROM accounts WHERE lower(username) = ? AND lower(domain) = ?"
+        );
+        assert_eq!(
+            sql_for(
+                "SELECT id FROM domains WHERE {lc domain} = ?",
+                Backend::Postgres
+            ),
+            "SELECT id FROM domains WHERE lower(domain) = $1"
+        );
+        assert_eq!(fold_case("no {lc", Backend::Sqlite), "no {lc");
+    }
 
     #[test]
     fn urls() {

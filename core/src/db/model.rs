@@ -195,3 +195,35 @@ pub struct DomainSummary {
     /// Alias rows whose source is in it.
     pub aliases: i64,
 }
+
+/// What the tables say about one address (`user@domain`), for deciding
+/// where its mail goes: the account of that name, if any, and the
+/// enabled alias rows that could apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressRows {
+    /// The account `user@domain` (enabled or not), as `(enabled,
+    /// sendonly)`.
+    pub account: Option<(bool, bool)>,
+    /// Destinations of enabled aliases whose source is exactly
+    /// `user@domain`, sorted.
+    pub named: Vec<String>,
+    /// Destinations of the domain's enabled catch-all, sorted.
+    pub catch_all: Vec<String>,
+}
+
+impl AddressRows {
+    /// Where mail to this address goes by alias, as postwerk decides it:
+    /// named aliases first; the catch-all only when there is neither a
+    /// named alias nor an account. (The guide's query returns the named
+    /// alias's and the catch-all's destinations together, so the catch-all
+    /// box gets a copy of all mail to named aliases.) Empty: not an alias.
+    pub fn alias_destinations(&self) -> &[String] {
+        if !self.named.is_empty() {
+            &self.named
+        } else if self.account.is_none() {
+            &self.catch_all
+        } else {
+            &[]
+        }
+    }
+}

@@ -4,12 +4,13 @@
 //! Lookups return `Ok(None)` / an empty list for "not found"; errors are
 //! [`DbError`]s, temporary unless proven otherwise.
 //!
-//! Keys are compared as given: callers pass normalised (lowercase, ASCII
-//! domain) values, as Postfix folds map keys and Dovecot applies `%Lu`.
-//! LIMITATION: on MariaDB the guide's default collation also matches rows
-//! stored in mixed case; SQLite (schema with `COLLATE NOCASE`) does the same
-//! for ASCII; PostgreSQL compares exactly, so rows must be stored lowercase
-//! (the CLI does).
+//! Keys are normalised by the callers (lowercase, ASCII domain), as
+//! Postfix folds map keys and Dovecot applies `%Lu`; rows are matched
+//! whatever their case (`{lc column}`, see `fold_case`): natively on
+//! MariaDB (the guide's collation), through `lower(column)` on SQLite and
+//! PostgreSQL, whose schemas index that expression. An account stored as
+//! `Grace` is therefore found as `grace`, and every daemon derives paths
+//! from the normalised key, never from the row's spelling.
 
 use super::{Backend, Db, DbError, model::*, sql_for};
 use crate::config::Secret;
@@ -109,6 +110,14 @@ where
     })
 }
 
+/// `user@domain` from a row, normalised as lookups are (lowercase,
+/// punycode); a row that does not parse is kept lowercased as stored.
+fn lower_address(user: &str, domain: &str) -> String {
+    crate::address::Address::from_parts(user, domain)
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| format!("{user}@{domain}").to_lowercase())
+}
+
 fn tls_policy_from(
     domain: String,
     policy: String,
@@ -178,7 +187,7 @@ impl Db {
         let rows = fetch_all!(
             self,
             "domain_exists",
-            "SELECT domain FROM domains WHERE domain = ?",
+            "SELECT domain FROM domains WHERE {lc domain} = ?",
             [domain],
             |r| r.try_get::<String, _>(0)?
         )?;
@@ -195,7 +204,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "enabled_account",
-            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE username = ? AND domain = ? AND enabled = true LIMIT 1",
+            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE {lc username} = ? AND {lc domain} = ? AND enabled = true LIMIT 1",
             [user, domain],
             |r| account_from(r)?
         )?;
@@ -216,16 +225,48 @@ impl Db {
             self,
             "guide_alias_destinations",
             "SELECT DISTINCT destination_username, destination_domain FROM aliases \
-             WHERE (source_username = ? OR source_username IS NULL) AND source_domain = ? AND enabled = true \
-             AND NOT EXISTS (SELECT id FROM accounts WHERE username = ? AND domain = ?) \
+             WHERE ({lc source_username} = ? OR source_username IS NULL) AND {lc source_domain} = ? AND enabled = true \
+             AND NOT EXISTS (SELECT id FROM accounts WHERE {lc username} = ? AND {lc domain} = ?) \
              ORDER BY destination_username, destination_domain",
             [user, domain, user, domain],
-            |r| format!(
-                "{}@{}",
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?
-            )
+            |r| lower_address(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)
         )
+    }
+
+    /// Everything about `user@domain` that decides where its mail goes, in
+    /// one round trip: the account of that name and the enabled named and
+    /// catch-all alias rows (see [`AddressRows::alias_destinations`]).
+    pub async fn address_rows(&self, user: &str, domain: &str) -> Result<AddressRows, DbError> {
+        let rows = fetch_all!(
+            self,
+            "address_rows",
+            "SELECT 'a', username, domain, enabled, sendonly FROM accounts \
+             WHERE {lc username} = ? AND {lc domain} = ? \
+             UNION ALL SELECT CASE WHEN source_username IS NULL THEN 'c' ELSE 'n' END, \
+             destination_username, destination_domain, enabled, enabled FROM aliases \
+             WHERE ({lc source_username} = ? OR source_username IS NULL) AND {lc source_domain} = ? AND enabled = true",
+            [user, domain, user, domain],
+            |r| (
+                r.try_get::<String, _>(0)?,
+                r.try_get::<String, _>(1)?,
+                r.try_get::<String, _>(2)?,
+                r.try_get::<Option<bool>, _>(3)?.unwrap_or(false),
+                r.try_get::<Option<bool>, _>(4)?.unwrap_or(false)
+            )
+        )?;
+        let mut out = AddressRows::default();
+        for (kind, u, d, enabled, sendonly) in rows {
+            match kind.as_str() {
+                "a" => out.account = Some((enabled, sendonly)),
+                "n" => out.named.push(lower_address(&u, &d)),
+                _ => out.catch_all.push(lower_address(&u, &d)),
+            }
+        }
+        for list in [&mut out.named, &mut out.catch_all] {
+            list.sort();
+            list.dedup();
+        }
+        Ok(out)
     }
 
     /// The enabled alias rows whose source is exactly `user@domain`
@@ -239,14 +280,10 @@ impl Db {
             self,
             "alias_destinations",
             "SELECT DISTINCT destination_username, destination_domain FROM aliases \
-             WHERE source_username = ? AND source_domain = ? AND enabled = true \
+             WHERE {lc source_username} = ? AND {lc source_domain} = ? AND enabled = true \
              ORDER BY destination_username, destination_domain",
             [user, domain],
-            |r| format!(
-                "{}@{}",
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?
-            )
+            |r| lower_address(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)
         )
     }
 
@@ -256,14 +293,10 @@ impl Db {
             self,
             "catch_all_destinations",
             "SELECT DISTINCT destination_username, destination_domain FROM aliases \
-             WHERE source_username IS NULL AND source_domain = ? AND enabled = true \
+             WHERE source_username IS NULL AND {lc source_domain} = ? AND enabled = true \
              ORDER BY destination_username, destination_domain",
             [domain],
-            |r| format!(
-                "{}@{}",
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?
-            )
+            |r| lower_address(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)
         )
     }
 
@@ -278,7 +311,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "recipient_access",
-            "SELECT sendonly FROM accounts WHERE username = ? AND domain = ? AND enabled = true LIMIT 1",
+            "SELECT sendonly FROM accounts WHERE {lc username} = ? AND {lc domain} = ? AND enabled = true LIMIT 1",
             [user, domain],
             |r| r.try_get::<Option<bool>, _>(0)?.unwrap_or(false)
         )?;
@@ -302,15 +335,11 @@ impl Db {
         let mut owners = fetch_all!(
             self,
             "sender_login_owners",
-            "SELECT username, domain FROM accounts WHERE username = ? AND domain = ? AND enabled = true \
+            "SELECT username, domain FROM accounts WHERE {lc username} = ? AND {lc domain} = ? AND enabled = true \
              UNION SELECT destination_username, destination_domain FROM aliases \
-             WHERE source_username = ? AND source_domain = ? AND enabled = true",
+             WHERE {lc source_username} = ? AND {lc source_domain} = ? AND enabled = true",
             [user, domain, user, domain],
-            |r| format!(
-                "{}@{}",
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?
-            )
+            |r| lower_address(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)
         )?;
         owners.sort();
         owners.dedup();
@@ -322,7 +351,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "tls_policy",
-            "SELECT domain, policy, params FROM tlspolicies WHERE domain = ?",
+            "SELECT domain, policy, params FROM tlspolicies WHERE {lc domain} = ?",
             [domain],
             |r| (
                 r.try_get::<String, _>(0)?,
@@ -347,7 +376,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "passdb_lookup",
-            "SELECT username, domain, password FROM accounts WHERE username = ? AND domain = ? AND enabled = true",
+            "SELECT username, domain, password FROM accounts WHERE {lc username} = ? AND {lc domain} = ? AND enabled = true",
             [user, domain],
             |r| PassdbEntry {
                 user: r.try_get(0)?,
@@ -368,7 +397,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "userdb_lookup",
-            "SELECT {quota} AS quota FROM accounts WHERE username = ? AND domain = ? AND sendonly = false",
+            "SELECT {quota} AS quota FROM accounts WHERE {lc username} = ? AND {lc domain} = ? AND sendonly = false",
             [user, domain],
             |r| UserdbEntry {
                 quota_mb: r.try_get::<Option<i64>, _>(0)?.unwrap_or(0)
@@ -385,11 +414,7 @@ impl Db {
             "userdb_iterate",
             "SELECT username, domain FROM accounts WHERE sendonly = false ORDER BY domain, username",
             [],
-            |r| format!(
-                "{}@{}",
-                r.try_get::<String, _>(0)?,
-                r.try_get::<String, _>(1)?
-            )
+            |r| lower_address(&r.try_get::<String, _>(0)?, &r.try_get::<String, _>(1)?)
         )
     }
 
@@ -481,7 +506,7 @@ impl Db {
         let mut rows = fetch_all!(
             self,
             "account_get",
-            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE username = ? AND domain = ?",
+            "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE {lc username} = ? AND {lc domain} = ?",
             [user, domain],
             |r| account_from(r)?
         )?;
@@ -495,7 +520,7 @@ impl Db {
             Some(d) => fetch_all!(
                 self,
                 "account_list",
-                "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE domain = ? ORDER BY domain, username",
+                "SELECT username, domain, password, {quota} AS quota, enabled, sendonly FROM accounts WHERE {lc domain} = ? ORDER BY domain, username",
                 [d],
                 |r| account_from(r)?
             ),
@@ -514,7 +539,7 @@ impl Db {
         Ok(execute!(
             self,
             "account_del",
-            "DELETE FROM accounts WHERE username = ? AND domain = ?",
+            "DELETE FROM accounts WHERE {lc username} = ? AND {lc domain} = ?",
             [user, domain]
         )? > 0)
     }
@@ -529,7 +554,7 @@ impl Db {
         Ok(execute!(
             self,
             "account_set_password",
-            "UPDATE accounts SET password = ? WHERE username = ? AND domain = ?",
+            "UPDATE accounts SET password = ? WHERE {lc username} = ? AND {lc domain} = ?",
             [hash.expose(), user, domain]
         )? > 0)
     }
@@ -544,7 +569,7 @@ impl Db {
         Ok(execute!(
             self,
             "account_set_quota",
-            "UPDATE accounts SET quota = ? WHERE username = ? AND domain = ?",
+            "UPDATE accounts SET quota = ? WHERE {lc username} = ? AND {lc domain} = ?",
             [quota_mb, user, domain]
         )? > 0)
     }
@@ -559,7 +584,7 @@ impl Db {
         Ok(execute!(
             self,
             "account_set_enabled",
-            "UPDATE accounts SET enabled = ? WHERE username = ? AND domain = ?",
+            "UPDATE accounts SET enabled = ? WHERE {lc username} = ? AND {lc domain} = ?",
             [enabled, user, domain]
         )? > 0)
     }
