@@ -249,6 +249,7 @@ pub struct Authenticator {
     lookup_timeout: Duration,
     bruteforce: BruteForce,
     cache: LoginCache,
+    username_chars: String,
 }
 
 impl Authenticator {
@@ -268,7 +269,16 @@ impl Authenticator {
             lookup_timeout,
             bruteforce,
             cache,
+            username_chars: postwerk_core::address::DOVECOT_USERNAME_CHARS.to_owned(),
         }
+    }
+
+    /// `[mail].username_chars` (Dovecot's `auth_username_chars`): a user
+    /// name with other characters is refused like an unknown user, as
+    /// Dovecot refuses it, so SMTP AUTH and IMAP agree.
+    pub fn with_username_chars(mut self, chars: &str) -> Self {
+        self.username_chars = chars.to_owned();
+        self
     }
 
     /// Decides a login attempt from `remote_ip` (Postfix's `rip=`).
@@ -323,6 +333,12 @@ impl Authenticator {
         user: &str,
         password: &[u8],
     ) -> Result<Verdict, AuthError> {
+        if !postwerk_core::address::usable_user_name(addr, &self.username_chars) {
+            return Ok(Verdict::Fail {
+                user: user.to_owned(),
+                reason: FailReason::UnknownUser,
+            });
+        }
         let Some(entry) = self.db.passdb_lookup(addr.local(), addr.domain()).await? else {
             return Ok(Verdict::Fail {
                 user: user.to_owned(),

@@ -150,7 +150,8 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
         a.lookup_timeout,
         BruteForce::new(a.bruteforce.clone()),
         LoginCache::new(a.login_cache_ttl),
-    );
+    )
+    .with_username_chars(&cfg.mail.username_chars);
     Ok(Arc::new(Shared {
         auth: Arc::new(auth_session::Shared::new(
             Arc::new(authenticator),

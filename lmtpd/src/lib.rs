@@ -116,6 +116,7 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
         db,
         lookup: lookup::Settings {
             delimiters: cfg.mail.recipient_delimiter.clone(),
+            username_chars: cfg.mail.username_chars.clone(),
             mail_home: l.mail_home.clone(),
             mail_dir: l.mail_dir.clone(),
             timeout: LOOKUP_TIMEOUT,

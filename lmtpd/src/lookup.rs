@@ -5,7 +5,7 @@
 
 use crate::maildir::Owner;
 use crate::quota;
-use postwerk_core::address::Address;
+use postwerk_core::address::{Address, usable_user_name};
 use postwerk_core::db::{Db, DbError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub enum Verdict {
     Accept(Mailbox),
     /// No enabled account with a mailbox (unknown or send-only).
     NoSuchUser,
+    /// An account whose name Dovecot cannot use (`[mail].username_chars`):
+    /// its mail could never be read, so it is refused like policyd does.
+    UnusableName,
     /// The mailbox is full already.
     OverQuota(Mailbox),
     /// Not an address we can parse.
@@ -93,6 +96,8 @@ pub fn expand(template: &str, account: &Address) -> String {
 pub struct Settings {
     /// `recipient_delimiter`.
     pub delimiters: String,
+    /// `[mail].username_chars` (Dovecot's `auth_username_chars`).
+    pub username_chars: String,
     /// `mail_home` template.
     pub mail_home: String,
     /// Maildir root below the home.
@@ -120,6 +125,9 @@ pub async fn recipient(db: &Db, s: &Settings, rcpt: &str) -> Result<Verdict, Loo
     };
     if row.sendonly {
         return Ok(Verdict::NoSuchUser);
+    }
+    if !usable_user_name(&account, &s.username_chars) {
+        return Ok(Verdict::UnusableName);
     }
     let unsafe_part = |p: &str| p.contains('/') || p.starts_with('.') || p.contains('\0');
     if unsafe_part(account.local()) || unsafe_part(account.domain()) {

@@ -81,6 +81,11 @@ pub fn rcpt(
         Ok(Verdict::NoSuchUser) => {
             Reply::new(550, "5.1.1", format!("<{rcpt}> User doesn't exist: {rcpt}"))
         }
+        Ok(Verdict::UnusableName) => Reply::new(
+            550,
+            "5.1.1",
+            format!("<{rcpt}> Mailbox name has characters the mail store does not accept"),
+        ),
         Ok(Verdict::OverQuota(_)) => over_quota(rcpt, quota_text, quota_tempfail),
         Ok(Verdict::BadAddress) => {
             Reply::new(501, "5.1.3", format!("<{rcpt}> Invalid recipient address"))

@@ -238,6 +238,7 @@ fn verdict_name(v: &Verdict) -> &'static str {
     match v {
         Verdict::Accept(_) => "accept",
         Verdict::NoSuchUser => "no such user",
+        Verdict::UnusableName => "name unusable by Dovecot (username_chars)",
         Verdict::OverQuota(_) => "over quota",
         Verdict::BadAddress => "bad address",
     }

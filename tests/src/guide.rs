@@ -207,6 +207,17 @@ impl Stack {
 
     /// Like [`Stack::start`], with the jobs in `swap` done by postwerk.
     pub fn start_with(dir: &TestDir, db: &dyn Database, swap: Swap) -> Stack {
+        Stack::start_with_main_cf(dir, db, swap, &[])
+    }
+
+    /// Like [`Stack::start_with`], with `extra_main_cf` lines
+    /// (`name = value`) added to Postfix's main.cf.
+    pub fn start_with_main_cf(
+        dir: &TestDir,
+        db: &dyn Database,
+        swap: Swap,
+        extra_main_cf: &[&str],
+    ) -> Stack {
         let (maps, policyd) = if swap.policyd {
             let (d, socket) = start_policyd(dir, db, "");
             (
@@ -217,6 +228,9 @@ impl Stack {
             (Maps::sql(dir, db), None)
         };
         let mut config = postfix::Config::guide(maps);
+        config
+            .extra_main_cf
+            .extend(extra_main_cf.iter().map(|l| (*l).to_owned()));
         if swap.lmtpd {
             config.virtual_transport = format!("lmtp:unix:{}", lmtpd_socket(dir).display());
         }

@@ -107,6 +107,14 @@ pub async fn run(ctx: &Ctx, cmd: AccountCmd) -> anyhow::Result<()> {
             password_stdin,
         } => {
             let addr = parse_address(&address)?;
+            if !postwerk_core::address::usable_user_name(&addr, &ctx.cfg.mail.username_chars) {
+                bail!(
+                    "{addr} has characters Dovecot does not accept in a user name (auth_username_chars: {}): \
+                     it could neither log in nor read its mail. Choose another name, or allow the characters \
+                     in dovecot.conf's auth_username_chars and in [mail].username_chars",
+                    ctx.cfg.mail.username_chars
+                );
+            }
             let quota_mb =
                 units::parse_quota_mb(&quota).map_err(|e| anyhow::anyhow!("--quota: {e}"))?;
             let scheme = scheme_or_default(ctx, scheme.as_deref())?;
