@@ -10,6 +10,7 @@
 //! - [`password`]: Dovecot-compatible password schemes (`{SHA512-CRYPT}` …).
 //! - [`service`]: listeners (UNIX, TCP, systemd socket activation), graceful
 //!   shutdown, readiness notification.
+//! - [`maildirsize`]: Dovecot's maildir++ quota file, read-only.
 //! - [`log`]: the tracing subscriber every daemon installs.
 //! - [`error`]: temporary versus permanent, decided once per error class.
 
@@ -18,5 +19,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod log;
+pub mod maildirsize;
 pub mod password;
 pub mod service;

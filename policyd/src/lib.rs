@@ -71,7 +71,7 @@ pub mod reply;
 pub mod session;
 
 use lookup::{Lookup, Map};
-use policy_service::PolicyService;
+use policy_service::{PolicyService, QuotaCheck};
 use postwerk_core::config::Config;
 use postwerk_core::db::Db;
 use postwerk_core::service::{self, Limits, Listener};
@@ -132,7 +132,12 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
         lookup.clone(),
         p.sender_login_check,
         RateLimiter::new(p.ratelimit.clone()),
-    );
+    )
+    .with_quota_check(p.quota_check.then(|| QuotaCheck {
+        reply: p.quota_reply,
+        mail_home: cfg.lmtpd.mail_home.clone(),
+        mail_dir: cfg.lmtpd.mail_dir.clone(),
+    }));
     Ok(Arc::new(Shared {
         lookup,
         policy,

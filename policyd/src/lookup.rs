@@ -377,11 +377,35 @@ impl Lookup {
     /// mailboxes or do not exist. Anything else gets no answer (Postfix
     /// goes on with its checks).
     async fn recipient_access(&self, key: &str) -> Result<Option<String>, DbError> {
+        Ok(match self.route(key).await? {
+            Route::NotOurs | Route::Unknown => None,
+            Route::Account(kind, _) => Some(kind.access_answer()),
+            Route::Alias(targets) => {
+                if targets.is_empty() || targets.iter().any(|(t, _)| t.deliverable()) {
+                    None
+                } else {
+                    let kinds: Vec<Target> = targets.iter().map(|(t, _)| *t).collect();
+                    Some(Target::alias_answer(&kinds))
+                }
+            }
+        })
+    }
+
+    /// Where mail to `key` ends up: an account of ours (user+tag falls
+    /// back to user, as Postfix does for the mailbox map, unless user+tag
+    /// is a named alias), the final destinations of an alias or catch-all,
+    /// or nowhere. Within the lookup deadline.
+    pub async fn destinations(&self, key: &str) -> Result<Route, LookupError> {
+        tokio::time::timeout(self.timeout, self.route(key))
+            .await
+            .map_err(|_| LookupError::Timeout(self.timeout))?
+            .map_err(LookupError::from)
+    }
+
+    async fn route(&self, key: &str) -> Result<Route, DbError> {
         let Some((addr, rows)) = self.rows_of_key(key).await? else {
-            return Ok(None);
+            return Ok(Route::NotOurs);
         };
-        // The account itself (user+tag falls back to user, as Postfix
-        // does for the mailbox map, unless user+tag is a named alias).
         let account = match rows.account {
             Some(a) => Some((addr.clone(), a)),
             None if rows.named.is_empty() => {
@@ -399,19 +423,17 @@ impl Lookup {
             None => None,
         };
         if let Some((account, state)) = account {
-            return Ok(Some(self.classify(&account, state).access_answer()));
-        }
-        let mut budget = RESOLVE_BUDGET;
-        let mut seen = vec![addr.clone()];
-        let targets = self.resolve(&addr, &mut seen, &mut budget, 0).await?;
-        if targets.is_empty() || targets.iter().any(|t| t.deliverable()) {
-            return Ok(None);
+            return Ok(Route::Account(self.classify(&account, state), account));
         }
         if rows.named.is_empty() && rows.catch_all.is_empty() {
             // Not an alias at all: Postfix's own "User unknown" applies.
-            return Ok(None);
+            return Ok(Route::Unknown);
         }
-        Ok(Some(Target::alias_answer(&targets)))
+        let mut budget = RESOLVE_BUDGET;
+        let mut seen = vec![addr.clone()];
+        Ok(Route::Alias(
+            self.resolve(&addr, &mut seen, &mut budget, 0).await?,
+        ))
     }
 
     /// What kind of mailbox the account `account` with `(enabled,
@@ -437,26 +459,24 @@ impl Lookup {
         seen: &'a mut Vec<Address>,
         budget: &'a mut u32,
         depth: u32,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Vec<Target>, DbError>> + Send + 'a>,
-    > {
+    ) -> Resolving<'a> {
         Box::pin(async move {
             let Some(dests) = self.aliases(&addr.to_string()).await? else {
                 return Ok(vec![]);
             };
             let mut out = Vec::new();
             for dest in dests {
+                let Ok(d) = Address::parse(&dest) else {
+                    out.push((Target::Unsure, addr.clone()));
+                    continue;
+                };
                 if *budget == 0 || depth >= RESOLVE_DEPTH {
-                    out.push(Target::Unsure);
+                    out.push((Target::Unsure, d));
                     continue;
                 }
                 *budget -= 1;
-                let Ok(d) = Address::parse(&dest) else {
-                    out.push(Target::Unsure);
-                    continue;
-                };
                 if !self.domain_known(d.domain()).await? {
-                    out.push(Target::Foreign);
+                    out.push((Target::Foreign, d));
                     continue;
                 }
                 let (base, _) = d.split_detail(&self.delimiter);
@@ -469,8 +489,8 @@ impl Lookup {
                     continue;
                 }
                 out.push(match rows.account {
-                    Some(state) => self.classify(&base, state),
-                    None => Target::Unknown,
+                    Some(state) => (self.classify(&base, state), base),
+                    None => (Target::Unknown, d),
                 });
             }
             Ok(out)
@@ -539,9 +559,27 @@ pub const RESOLVE_BUDGET: u32 = 64;
 /// `virtual_alias_recursion_limit`, 1000; real chains are short).
 pub const RESOLVE_DEPTH: u32 = 8;
 
-/// Where one alias destination ends up.
+/// The future of [`Lookup::resolve`] (boxed: it recurses).
+type Resolving<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Vec<(Target, Address)>, DbError>> + Send + 'a>,
+>;
+
+/// Where mail to one address ends up ([`Lookup::destinations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Not an address of our domains.
+    NotOurs,
+    /// Our domain, but no account, alias or catch-all.
+    Unknown,
+    /// An account (the address itself, or its base without `+tag`).
+    Account(Target, Address),
+    /// An alias or catch-all: its final destinations.
+    Alias(Vec<(Target, Address)>),
+}
+
+/// Where one destination ends up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub enum Target {
     /// An enabled account with a mailbox.
     Mailbox,
     /// A disabled account.
@@ -559,7 +597,8 @@ enum Target {
 }
 
 impl Target {
-    fn deliverable(self) -> bool {
+    /// Whether mail can reach it (or might: foreign, not followed).
+    pub fn deliverable(self) -> bool {
         matches!(self, Target::Mailbox | Target::Foreign | Target::Unsure)
     }
 

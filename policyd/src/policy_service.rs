@@ -1,11 +1,13 @@
 //! LOGIC: the policy-delegation checks (`check_policy_service`): the
 //! sender-login check for setups that cannot use `smtpd_sender_login_maps`,
-//! and sending rate limits. `DUNNO` when nothing applies.
+//! sending rate limits, and the quota check at RCPT (Dovecot's
+//! quota-status service). `DUNNO` when nothing applies.
 
-use crate::lookup::{Lookup, Map};
+use crate::lookup::{Lookup, Map, Route, Target};
 use crate::proto::policy::{Reply, Request};
 use crate::ratelimit::{RateLimiter, Verdict};
 use postwerk_core::address::Address;
+use postwerk_core::config::authd::expand_home;
 use postwerk_core::config::policyd::SenderLoginCheck;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +22,29 @@ pub struct PolicyService {
     lookup: Arc<Lookup>,
     sender_login: SenderLoginCheck,
     ratelimit: RateLimiter,
+    quota: Option<QuotaCheck>,
+}
+
+/// The quota check's settings.
+#[derive(Debug, Clone)]
+pub struct QuotaCheck {
+    /// 552 (refuse) or 452 (the sender retries).
+    pub reply: u16,
+    /// Dovecot `mail_home` template (`/var/vmail/mailboxes/%d/%n`).
+    pub mail_home: String,
+    /// The Maildir below the home (`mail`).
+    pub mail_dir: String,
+}
+
+impl QuotaCheck {
+    /// The action for a recipient whose mailbox is full, with Dovecot's
+    /// `quota_status_overquota` text.
+    fn over_quota_action(&self, rcpt: &str) -> String {
+        match self.reply {
+            452 => format!("452 4.2.2 <{rcpt}> Mailbox is full, try again later"),
+            _ => format!("552 5.2.2 <{rcpt}> Mailbox is full"),
+        }
+    }
 }
 
 fn action(a: impl Into<String>) -> Reply {
@@ -37,7 +62,14 @@ impl PolicyService {
             lookup,
             sender_login,
             ratelimit,
+            quota: None,
         }
+    }
+
+    /// Turns the quota check on (`Some`) or off.
+    pub fn with_quota_check(mut self, quota: Option<QuotaCheck>) -> Self {
+        self.quota = quota;
+        self
     }
 
     /// Answers one request.
@@ -74,7 +106,108 @@ impl PolicyService {
                 }
             }
         }
+        if matches!(state, "RCPT" | "END-OF-MESSAGE")
+            && let Some(quota) = &self.quota
+            && let Some(rcpt) = req.non_empty("recipient")
+        {
+            let size: u64 = req.get("size").and_then(|s| s.parse().ok()).unwrap_or(0);
+            match self.over_quota(quota, rcpt, size).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    info!(
+                        recipient = rcpt,
+                        size, "mailbox cannot take the message; refused"
+                    );
+                    return action(quota.over_quota_action(rcpt));
+                }
+                Err(e) => {
+                    warn!(recipient = rcpt, error = %e, "quota check failed; answered 451");
+                    return action(TEMP_ACTION);
+                }
+            }
+        }
         action("DUNNO")
+    }
+
+    /// Whether mail of `size` bytes to `rcpt` fits nowhere: every mailbox
+    /// of ours it ends in (through aliases and catch-alls) is too full to
+    /// take it. `false` when any destination is foreign, not followed, or
+    /// has room — or when a Maildir cannot be read (logged; LMTP still
+    /// enforces the quota).
+    async fn over_quota(
+        &self,
+        quota: &QuotaCheck,
+        rcpt: &str,
+        size: u64,
+    ) -> Result<bool, crate::lookup::LookupError> {
+        let mailboxes = match self.lookup.destinations(rcpt).await? {
+            Route::Account(Target::Mailbox, a) => vec![a],
+            Route::Alias(targets) => {
+                if targets
+                    .iter()
+                    .any(|(t, _)| matches!(t, Target::Foreign | Target::Unsure))
+                {
+                    return Ok(false);
+                }
+                targets
+                    .into_iter()
+                    .filter(|(t, _)| *t == Target::Mailbox)
+                    .map(|(_, a)| a)
+                    .collect()
+            }
+            _ => return Ok(false),
+        };
+        if mailboxes.is_empty() {
+            return Ok(false);
+        }
+        for mailbox in mailboxes {
+            let Some(account) = self
+                .lookup
+                .db()
+                .enabled_account(mailbox.local(), mailbox.domain())
+                .await?
+            else {
+                return Ok(false);
+            };
+            let limit = u64::try_from(account.quota_mb.max(0))
+                .unwrap_or(0)
+                .saturating_mul(1024 * 1024);
+            if limit == 0 {
+                return Ok(false);
+            }
+            let root = std::path::Path::new(&expand_home(
+                &quota.mail_home,
+                mailbox.local(),
+                mailbox.domain(),
+            ))
+            .join(&quota.mail_dir);
+            let read = {
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || {
+                    postwerk_core::maildirsize::read_usage(&root, limit)
+                })
+                .await
+            };
+            let used = match read {
+                Ok(Ok(u)) => u64::try_from(u.bytes.max(0)).unwrap_or(0),
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Ok(Err(e)) => {
+                    warn!(mailbox = %mailbox, path = %root.display(), error = %e,
+                        "cannot read the Maildir's quota; letting the mail through (LMTP enforces the quota)");
+                    return Ok(false);
+                }
+                Err(e) => {
+                    warn!(mailbox = %mailbox, error = %e, "quota task failed; letting the mail through");
+                    return Ok(false);
+                }
+            };
+            // Dovecot: refused when usage plus the message exceeds the
+            // limit; a message of unknown size (0) needs one byte of room.
+            if used.saturating_add(size.max(1)) <= limit {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// `reject_authenticated_sender_login_mismatch` (and, with `all`,

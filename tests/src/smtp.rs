@@ -218,3 +218,41 @@ impl Client {
         }
     }
 }
+
+/// Sends `msg` (first recipient only) on `port` with Python's smtplib, as
+/// another server would: EHLO, `SIZE=` announced when offered (smtplib
+/// does that itself), SMTPUTF8 when offered and UTF-8 commands either way
+/// (swaks can do neither). Returns whether it was accepted, and what
+/// smtplib said.
+pub fn send_smtplib(port: u16, msg: &Message) -> (bool, String) {
+    let script = r#"
+import smtplib, sys
+port, sender, rcpt, mid, subject, body = sys.argv[1:7]
+data = ("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-Id: %s\r\n\r\n%s\r\n"
+        % (sender, rcpt, subject, mid, body)).encode("utf-8")
+s = smtplib.SMTP("127.0.0.1", int(port), local_hostname="client.example.net", timeout=30)
+s.ehlo("client.example.net")
+opts = []
+if s.has_extn("smtputf8"):
+    opts.append("SMTPUTF8")
+s.command_encoding = "utf-8"
+try:
+    s.sendmail(sender, [rcpt], data, mail_options=opts)
+    print("accepted", "with" if opts else "without", "SMTPUTF8,", len(data), "bytes")
+except smtplib.SMTPException as e:
+    print("refused", e)
+s.quit()
+"#;
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&msg.from)
+        .arg(&msg.to[0])
+        .arg(&msg.message_id)
+        .arg(&msg.subject)
+        .arg(&msg.body);
+    let out = run(&mut cmd, None, SWAKS_TIMEOUT);
+    let text = format!("{}{}", out.stdout, out.stderr);
+    (out.stdout.starts_with("accepted"), text)
+}

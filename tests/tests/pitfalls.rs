@@ -11,10 +11,9 @@
 use std::time::{Duration, Instant};
 
 use postwerk_tests::cli::Postwerk;
-use postwerk_tests::exec::run;
 use postwerk_tests::guide::{Stack, Swap};
 use postwerk_tests::imap::Fetch;
-use postwerk_tests::smtp::{Message, Transcript};
+use postwerk_tests::smtp::{self, Message, Transcript};
 use postwerk_tests::{Database, MariaDb, Postgres, Sqlite, TestDir};
 
 const PASSWORD: &str = "pitfall pass 1";
@@ -125,41 +124,6 @@ fn provision(db: &dyn Database) {
     db.grant_readers();
 }
 
-/// Sends `msg` on port 25 with Python's smtplib, with SMTPUTF8 when the
-/// server offers it and UTF-8 commands either way (swaks cannot).
-fn send_utf8(port: u16, msg: &Message) -> (bool, String) {
-    let script = r#"
-import smtplib, sys
-port, sender, rcpt, mid, subject, body = sys.argv[1:7]
-data = ("From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-Id: %s\r\n\r\n%s\r\n"
-        % (sender, rcpt, subject, mid, body)).encode("utf-8")
-s = smtplib.SMTP("127.0.0.1", int(port), local_hostname="client.example.net", timeout=30)
-s.ehlo("client.example.net")
-opts = []
-if s.has_extn("smtputf8"):
-    opts.append("SMTPUTF8")
-s.command_encoding = "utf-8"
-try:
-    s.sendmail(sender, [rcpt], data, mail_options=opts)
-    print("accepted", "with" if opts else "without", "SMTPUTF8")
-except smtplib.SMTPException as e:
-    print("refused", e)
-s.quit()
-"#;
-    let mut cmd = std::process::Command::new("/usr/bin/python3");
-    cmd.arg("-c")
-        .arg(script)
-        .arg(port.to_string())
-        .arg(&msg.from)
-        .arg(&msg.to[0])
-        .arg(&msg.message_id)
-        .arg(&msg.subject)
-        .arg(&msg.body);
-    let out = run(&mut cmd, None, Duration::from_secs(60));
-    let text = format!("{}{}", out.stdout, out.stderr);
-    (out.stdout.starts_with("accepted"), text)
-}
-
 /// Waits until `msg` is in the INBOX of one of `users` (logging in as
 /// written) and returns which one, or `None` after `timeout`.
 fn arrived_at(stack: &Stack, users: &[&str], msg: &Message, timeout: Duration) -> Option<usize> {
@@ -219,7 +183,7 @@ fn outcome(name: &str, db: &dyn Database, swap: Swap) -> (Outcome, String) {
 
     // 2. IDN: the Unicode form on the wire, read back as stored.
     let m = Message::new(from, &[HANS_UNICODE], "idn");
-    let (accepted, text) = send_utf8(stack.postfix.smtp_port, &m);
+    let (accepted, text) = smtp::send_smtplib(stack.postfix.smtp_port, &m);
     log += &format!("2. to {HANS_UNICODE}: {text}");
     o.idn_mail_delivered = accepted && arrived_at(&stack, &[HANS_ASCII], &m, ARRIVAL).is_some();
     let t = stack.submission(HANS_UNICODE, PASSWORD).send(&Message::new(

@@ -53,6 +53,8 @@ daemon_raw! {
         pub cache_check_interval: Option<String>,
         pub max_request: Option<usize>,
         pub sender_login_check: Option<String>,
+        pub quota_check: Option<bool>,
+        pub quota_reply: Option<String>,
         pub ratelimit: Option<super::ratelimit::Raw>,
     }
 }
@@ -83,6 +85,15 @@ pub struct PolicydConfig {
     pub sender_login_check: SenderLoginCheck,
     /// `[policyd.ratelimit]`.
     pub ratelimit: super::ratelimit::RateLimitConfig,
+    /// The policy service refuses a recipient whose mailbox cannot take
+    /// the announced SIZE (`quota_check`, default true), as Dovecot's
+    /// quota-status service does. Maildirs are where `[lmtpd].mail_home`
+    /// and `mail_dir` say (the guide's layout by default).
+    pub quota_check: bool,
+    /// The reply code for an over-quota recipient (`quota_reply`): 552
+    /// (permanent, the default, as Dovecot's `quota_status_overquota`) or
+    /// 452 (the sender retries until the user makes room).
+    pub quota_reply: u16,
 }
 
 /// What the policy service checks about the envelope sender.
@@ -194,7 +205,22 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         raw.ratelimit.as_ref().unwrap_or(&Default::default()),
         errors,
     );
+    let quota_reply = match raw.quota_reply.as_deref() {
+        None | Some("552") => 552,
+        Some("452") => 452,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                "[policyd].quota_reply",
+                format!(
+                    "`{other}` is not allowed; use \"552\" (refuse) or \"452\" (sender retries)"
+                ),
+            ));
+            552
+        }
+    };
     PolicydConfig {
+        quota_check: raw.quota_check.unwrap_or(true),
+        quota_reply,
         sender_login_check,
         ratelimit,
         socketmap_listen,
@@ -266,6 +292,14 @@ pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
             format!("{:?}", p.sender_login_check).to_lowercase(),
         ),
         ("[policyd].ratelimit".to_owned(), ratelimit),
+        (
+            "[policyd].quota_check".to_owned(),
+            p.quota_check.to_string(),
+        ),
+        (
+            "[policyd].quota_reply".to_owned(),
+            p.quota_reply.to_string(),
+        ),
     ];
     rows.extend(super::daemon::describe_service("policyd", &p.service));
     rows
