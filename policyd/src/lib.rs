@@ -69,6 +69,7 @@ pub mod proto;
 pub mod ratelimit;
 pub mod reply;
 pub mod session;
+pub mod srs;
 
 use lookup::{Lookup, Map};
 use policy_service::{PolicyService, QuotaCheck};
@@ -125,7 +126,17 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
             p.lookup_timeout,
             p.cache_ttl,
         )
-        .with_username_chars(&cfg.mail.username_chars),
+        .with_username_chars(&cfg.mail.username_chars)
+        .with_srs(p.srs.as_ref().map(|s| {
+            srs::Srs::new(
+                &s.domain,
+                s.secrets
+                    .iter()
+                    .map(|x| x.expose().as_bytes().to_vec())
+                    .collect(),
+                s.max_age_days,
+            )
+        })),
     );
     lookup.start_change_watch(p.cache_check_interval);
     let policy = PolicyService::new(

@@ -45,17 +45,23 @@ pub enum Map {
     SenderLogin,
     /// `tls_policy` (tls-policy.cf): `smtp_tls_policy_maps`.
     TlsPolicy,
+    /// `srs_forward` (PostSRSd's `forward`): `sender_canonical_maps`.
+    SrsForward,
+    /// `srs_reverse` (PostSRSd's `reverse`): `recipient_canonical_maps`.
+    SrsReverse,
 }
 
 impl Map {
     /// Every map.
-    pub const ALL: [Map; 6] = [
+    pub const ALL: [Map; 8] = [
         Map::Domains,
         Map::Mailboxes,
         Map::Aliases,
         Map::RecipientAccess,
         Map::SenderLogin,
         Map::TlsPolicy,
+        Map::SrsForward,
+        Map::SrsReverse,
     ];
 
     /// The canonical name.
@@ -67,6 +73,8 @@ impl Map {
             Map::RecipientAccess => "recipient_access",
             Map::SenderLogin => "sender_login",
             Map::TlsPolicy => "tls_policy",
+            Map::SrsForward => "srs_forward",
+            Map::SrsReverse => "srs_reverse",
         }
     }
 
@@ -82,6 +90,8 @@ impl Map {
             "recipient_access" => Map::RecipientAccess,
             "sender_login" | "sender_login_maps" => Map::SenderLogin,
             "tls_policy" | "tlspolicy" => Map::TlsPolicy,
+            "srs_forward" | "forward" => Map::SrsForward,
+            "srs_reverse" | "reverse" => Map::SrsReverse,
             _ => return None,
         })
     }
@@ -117,6 +127,7 @@ pub struct Lookup {
     db: Db,
     delimiter: String,
     username_chars: String,
+    srs: Option<crate::srs::Srs>,
     timeout: Duration,
     cache_ttl: Duration,
     generation: AtomicU64,
@@ -144,6 +155,7 @@ impl Lookup {
             db,
             delimiter: delimiter.to_owned(),
             username_chars: DOVECOT_USERNAME_CHARS.to_owned(),
+            srs: None,
             timeout,
             cache_ttl,
             generation: AtomicU64::new(0),
@@ -155,6 +167,13 @@ impl Lookup {
     /// with other characters have no usable mailbox.
     pub fn with_username_chars(mut self, chars: &str) -> Self {
         self.username_chars = chars.to_owned();
+        self
+    }
+
+    /// The SRS maps' signer (`[policyd.srs]`); without it they answer
+    /// not found.
+    pub fn with_srs(mut self, srs: Option<crate::srs::Srs>) -> Self {
+        self.srs = srs;
         self
     }
 
@@ -284,6 +303,37 @@ impl Lookup {
                     _ => p.policy.to_string(),
                 }))
             }
+            Map::SrsForward => {
+                // PostSRSd's rule: senders of our own domains (and the SRS
+                // domain) are never rewritten.
+                let Some(srs) = &self.srs else {
+                    return Ok(None);
+                };
+                let Some((_, domain)) = key.rsplit_once('@') else {
+                    return Ok(None);
+                };
+                let Ok(domain) = normalize_domain(domain) else {
+                    return Ok(None);
+                };
+                if domain == srs.domain() || self.db.domain_exists(&domain).await? {
+                    return Ok(None);
+                }
+                Ok(srs.forward(key, std::time::SystemTime::now()))
+            }
+            Map::SrsReverse => {
+                let Some(srs) = &self.srs else {
+                    return Ok(None);
+                };
+                match srs.reverse(key, std::time::SystemTime::now()) {
+                    Ok(orig) => Ok(Some(orig)),
+                    Err(e) => {
+                        if e != crate::srs::SrsError::NotSrs {
+                            debug!(key, error = %e, "SRS address not reversed");
+                        }
+                        Ok(None)
+                    }
+                }
+            }
             Map::Mailboxes => self
                 .with_extension_fallback(key, |a| async move {
                     if !usable_user_name(&a, &self.username_chars) {
@@ -377,6 +427,19 @@ impl Lookup {
     /// mailboxes or do not exist. Anything else gets no answer (Postfix
     /// goes on with its checks).
     async fn recipient_access(&self, key: &str) -> Result<Option<String>, DbError> {
+        if let Some(srs) = &self.srs
+            && let Some((local, domain)) = key.rsplit_once('@')
+            && crate::srs::Srs::is_srs(local)
+            && normalize_domain(domain).is_ok_and(|d| d == srs.domain())
+        {
+            // A bounce to one of our SRS addresses: deliverable when it
+            // reverses (recipient_canonical_maps does it), else refused
+            // with the reason instead of "User unknown".
+            return Ok(Some(match srs.reverse(key, std::time::SystemTime::now()) {
+                Ok(_) => "OK".to_owned(),
+                Err(e) => format!("550 5.1.1 {e}"),
+            }));
+        }
         Ok(match self.route(key).await? {
             Route::NotOurs | Route::Unknown => None,
             Route::Account(kind, _) => Some(kind.access_answer()),

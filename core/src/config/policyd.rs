@@ -40,6 +40,10 @@ pub const MAP_NAMES: &[&str] = &[
     "sender-login-maps",
     "tls_policy",
     "tls-policy",
+    "srs_forward",
+    "forward",
+    "srs_reverse",
+    "reverse",
 ];
 
 daemon_raw! {
@@ -56,7 +60,31 @@ daemon_raw! {
         pub quota_check: Option<bool>,
         pub quota_reply: Option<String>,
         pub ratelimit: Option<super::ratelimit::Raw>,
+        pub srs: Option<RawSrs>,
     }
+}
+
+/// Raw `[policyd.srs]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSrs {
+    pub domain: Option<String>,
+    pub secret_file: Option<std::path::PathBuf>,
+    pub max_age: Option<u32>,
+}
+
+/// Validated `[policyd.srs]`: the Sender Rewriting Scheme maps.
+#[derive(Debug, Clone)]
+pub struct SrsConfig {
+    /// The domain of rewritten addresses (`domain`): one of ours, with an
+    /// SPF record that allows this server.
+    pub domain: String,
+    /// The secrets, one per line of `secret_file` (PostSRSd's format): the
+    /// first signs, all verify (rotation).
+    pub secrets: Vec<super::Secret>,
+    /// Days an SRS address stays valid (`max_age`, default 21 as
+    /// PostSRSd).
+    pub max_age_days: u32,
 }
 
 /// Validated `[policyd]`.
@@ -94,6 +122,8 @@ pub struct PolicydConfig {
     /// (permanent, the default, as Dovecot's `quota_status_overquota`) or
     /// 452 (the sender retries until the user makes room).
     pub quota_reply: u16,
+    /// `[policyd.srs]`, when set.
+    pub srs: Option<SrsConfig>,
 }
 
 /// What the policy service checks about the envelope sender.
@@ -218,7 +248,9 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
             552
         }
     };
+    let srs = raw.srs.as_ref().and_then(|r| check_srs(r, errors));
     PolicydConfig {
+        srs,
         quota_check: raw.quota_check.unwrap_or(true),
         quota_reply,
         sender_login_check,
@@ -232,6 +264,72 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         max_request,
         service: check_service("policyd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
     }
+}
+
+fn check_srs(raw: &RawSrs, errors: &mut Vec<ConfigError>) -> Option<SrsConfig> {
+    let domain = match raw.domain.as_deref() {
+        None => {
+            errors.push(ConfigError::new(
+                "[policyd.srs].domain",
+                "missing: the domain of rewritten addresses, e.g. \"example.org\"",
+            ));
+            None
+        }
+        Some(d) => match crate::address::normalize_domain(d) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.push(ConfigError::new("[policyd.srs].domain", e.to_string()));
+                None
+            }
+        },
+    };
+    let secrets = match &raw.secret_file {
+        None => {
+            errors.push(ConfigError::new(
+                "[policyd.srs].secret_file",
+                "missing: a file with one secret per line (PostSRSd's format; the first signs), e.g. made with `head -c 18 /dev/urandom | base64 > /etc/postwerk/srs.secret`",
+            ));
+            None
+        }
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let secrets: Vec<super::Secret> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(super::Secret::new)
+                    .collect();
+                if secrets.is_empty() {
+                    errors.push(ConfigError::new(
+                        "[policyd.srs].secret_file",
+                        format!("{} holds no secret; put one per line", path.display()),
+                    ));
+                    None
+                } else {
+                    Some(secrets)
+                }
+            }
+            Err(e) => {
+                errors.push(ConfigError::new(
+                    "[policyd.srs].secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+                None
+            }
+        },
+    };
+    let max_age_days = raw.max_age.unwrap_or(21);
+    if !(1..=1000).contains(&max_age_days) {
+        errors.push(ConfigError::new(
+            "[policyd.srs].max_age",
+            format!("{max_age_days} days is out of range; allowed 1 to 1000"),
+        ));
+    }
+    Some(SrsConfig {
+        domain: domain?,
+        secrets: secrets?,
+        max_age_days,
+    })
 }
 
 /// `postwerk config check` rows for `[policyd]`.
@@ -299,6 +397,18 @@ pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
         (
             "[policyd].quota_reply".to_owned(),
             p.quota_reply.to_string(),
+        ),
+        (
+            "[policyd.srs]".to_owned(),
+            match &p.srs {
+                Some(s) => format!(
+                    "domain {}, {} secret(s), valid {} days",
+                    s.domain,
+                    s.secrets.len(),
+                    s.max_age_days
+                ),
+                None => "off".to_owned(),
+            },
         ),
     ];
     rows.extend(super::daemon::describe_service("policyd", &p.service));
