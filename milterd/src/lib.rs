@@ -122,6 +122,7 @@ pub mod keys;
 pub mod reply;
 pub mod session;
 pub mod sign;
+pub mod spam;
 pub mod verify;
 
 pub use filter::Shared;
@@ -153,6 +154,10 @@ pub enum SharedError {
     /// The DNS resolver could not be set up.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The spam scanner could not be set up (e.g. an unknown symbol in
+    /// `[milterd.spam.symbols]`).
+    #[error(transparent)]
+    Spam(#[from] spam::SpamError),
 }
 
 /// Builds what sessions share from a config. The pool connects lazily, so
@@ -165,6 +170,7 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
         cfg: m.clone(),
         signer: Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism)),
         verifier: Arc::new(Verifier::new(m)?),
+        scanner: Arc::new(spam::Scanner::new(&m.spam, &m.dns_servers)?),
     }))
 }
 

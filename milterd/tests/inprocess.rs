@@ -96,6 +96,11 @@ impl Client {
         }
         self.macros(b'M', &m).await;
         self.send(b'M', b"<user1@example.org>\0").await;
+        // RCPT: negotiated without a reply (milterd keeps the recipients
+        // for greylisting).
+        self.macros(b'R', &[("{rcpt_addr}", "someone@remote.test")])
+            .await;
+        self.send(b'R', b"<someone@remote.test>\0").await;
         for (name, value) in headers {
             let mut d = name.as_bytes().to_vec();
             d.push(0);
@@ -227,11 +232,11 @@ async fn negotiates_only_what_it_needs() {
     let (actions, opts) = c.negotiate().await;
     // ADDHDRS, CHGHDRS (forged Authentication-Results) and SETSYMLIST.
     assert_eq!(actions, 0x111, "{actions:#x}");
-    // NORCPT NODATA NOUNKNOWN, NR_CONN NR_HELO NR_MAIL NR_HDR NR_BODY,
+    // NODATA NOUNKNOWN, NR_CONN NR_HELO NR_MAIL NR_RCPT NR_HDR NR_BODY,
     // HDR_LEADSPC
     assert_eq!(
         opts,
-        0x8 | 0x200 | 0x100 | 0x1000 | 0x2000 | 0x4000 | 0x80 | 0x80000 | 0x100000,
+        0x200 | 0x100 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x80 | 0x80000 | 0x100000,
         "{opts:#x}"
     );
     drop(c);
