@@ -117,6 +117,7 @@
 //! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463,
 //! RFC 7208, RFC 7489, RFC 8601.
 
+pub mod controller;
 pub mod filter;
 pub mod keys;
 pub mod reply;
@@ -133,14 +134,28 @@ use sign::Signer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use verify::{Verifier, VerifyError};
 
+/// The bound listeners: milter, and the rspamc-compatible controller.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// `[milterd].listen`.
+    pub milter: Vec<Listener>,
+    /// `[milterd.spam.controller].listen`.
+    pub controller: Vec<Listener>,
+}
+
 /// Binds every listener of `[milterd]`.
-pub async fn bind(cfg: &Config) -> Result<Vec<Listener>, service::ListenError> {
+pub async fn bind(cfg: &Config) -> Result<Listeners, service::ListenError> {
     let m = &cfg.milterd;
-    let mut out = Vec::new();
+    let mut out = Listeners::default();
     for a in &m.listen {
-        out.push(service::bind(a, &m.service.unix).await?);
+        out.milter.push(service::bind(a, &m.service.unix).await?);
+    }
+    for a in &m.spam.controller.listen {
+        out.controller
+            .push(service::bind(a, &m.service.unix).await?);
     }
     Ok(out)
 }
@@ -179,13 +194,30 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
 /// connections while open ones finish with what they had.
 pub async fn run(
     limits: Limits,
-    listeners: Vec<Listener>,
+    listeners: Listeners,
     current: watch::Receiver<Arc<Shared>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), service::ServeError> {
-    service::serve(listeners, limits, shutdown, move |stream, _peer, token| {
-        let shared = current.borrow().clone();
-        session::milter(stream, shared, token)
-    })
-    .await
+    let stop = CancellationToken::new();
+    let mut servers: Vec<service::Server> = Vec::new();
+    let cur = current.clone();
+    servers.extend(service::protocol(
+        listeners.milter,
+        limits,
+        &stop,
+        move |stream, _peer, token| {
+            let shared = cur.borrow().clone();
+            session::milter(stream, shared, token)
+        },
+    ));
+    servers.extend(service::protocol(
+        listeners.controller,
+        limits,
+        &stop,
+        move |stream, peer, token| {
+            let shared = current.borrow().clone();
+            controller::serve(stream, peer, shared, token)
+        },
+    ));
+    service::serve_all(servers, stop, shutdown).await
 }

@@ -197,7 +197,11 @@ async fn start(extra: &str, make_keys: bool) -> Milterd {
     let limits = cfg.milterd.service.limits;
     let done = tokio::spawn(async move {
         let _tx = _tx;
-        postwerk_milterd::run(limits, vec![listener], rx, async {
+        let listeners = postwerk_milterd::Listeners {
+            milter: vec![listener],
+            controller: Vec::new(),
+        };
+        postwerk_milterd::run(limits, listeners, rx, async {
             let _ = stopped.await;
         })
         .await
