@@ -15,7 +15,11 @@
 //! - multimap lists (reloaded when the file changes) and DNS lists against
 //!   the loopback test DNS server, through rspamc's envelope options;
 //! - Redis down: Bayes is skipped with `BAYES_FAIL`, the scan still
-//!   answers.
+//!   answers;
+//! - imapsieve: with the guide's Dovecot config and Sieve scripts, copying
+//!   a message into Spam over IMAP trains milterd through the unchanged
+//!   `rspamc learn_spam` pipe (controller on Rspamd's port 11334), copying
+//!   it out relearns it as ham.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -557,6 +561,154 @@ fn redis_down_skips_bayes_and_the_scan_still_answers() {
         "{}",
         milterd.log()
     );
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// imapsieve: the guide's learn-spam.sieve / learn-ham.sieve, unchanged,
+// pipe into the real rspamc, which talks to milterd's controller on
+// Rspamd's port.
+
+/// Rspamd's controller port, where the guide's `rspamc learn_spam` (no
+/// `-h`) sends learning requests.
+const RSPAMD_CONTROLLER: u16 = 11334;
+
+/// Copies the message with Message-ID argv[6] from mailbox argv[7] to
+/// argv[8] over IMAP (STARTTLS with the CA argv[3], LOGIN argv[4] with the
+/// password on stdin, from 127.0.0.2): the user moving mail in a client.
+const IMAP_COPY_PY: &str = r#"
+import imaplib, socket, ssl, sys
+host, port, cafile, user, _, mid, src, dst = sys.argv[1:9]
+class Sourced(imaplib.IMAP4):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), 30, source_address=('127.0.0.2', 0))
+c = Sourced(host, int(port))
+c.starttls(ssl_context=ssl.create_default_context(cafile=cafile))
+c.login(user, sys.stdin.readline().rstrip('\n'))
+c.select(src)
+typ, data = c.search(None, 'HEADER', 'Message-ID', mid)
+ids = data[0].split()
+if not ids:
+    print('not found'); sys.exit(1)
+typ, resp = c.copy(ids[0], dst)
+print(typ, resp[0].decode())
+c.logout()
+"#;
+
+fn imap_copy(dir: &TestDir, stack: &Stack, msg: &Message, from: &str, to: &str) {
+    let script = dir.write("scripts/imap_copy.py", IMAP_COPY_PY, 0o755);
+    let mut cmd = Command::new(require("/usr/bin/python3"));
+    cmd.arg(&script)
+        .args(["127.0.0.1", &stack.dovecot.imap_port.to_string()])
+        .arg(&stack.tls.ca_file)
+        .args([USER, "-", &msg.message_id, from, to]);
+    let out = run(
+        &mut cmd,
+        Some(format!("{PASSWORD}\n").as_bytes()),
+        Duration::from_secs(60),
+    )
+    .assert_success();
+    assert!(out.stdout.starts_with("OK"), "{out}");
+}
+
+/// `learned: N` of a statfile line of `rspamc stat` (localhost, as the
+/// guide's pipes call it).
+fn learned(symbol: &str) -> Option<u64> {
+    let mut cmd = Command::new(require("rspamc"));
+    cmd.arg("stat");
+    let out = run(&mut cmd, None, Duration::from_secs(30));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("Statfile: {symbol} ")))?
+        .to_owned();
+    line.split("learned: ")
+        .nth(1)?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn moving_mail_into_spam_over_imap_trains_milterd_through_the_guides_imapsieve_pipes() {
+    let dir = TestDir::new("milterd-spam-imapsieve");
+    let db = Sqlite::fresh(&dir);
+    let redis = RedisPrefix::fresh();
+    let dns = Dns::start();
+    let port = free_port();
+    // The guide's rspamc pipes send no password: loopback is secure_ip,
+    // as in Rspamd's worker-controller.inc.
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n\
+         [milterd.dkim]\npath = \"{}/$domain.$selector.key\"\n\n\
+         [milterd.spam]\nredis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\n\n\
+         [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:{RSPAMD_CONTROLLER}\"]\n",
+        db.reader_url(),
+        dns.addr,
+        dir.join("dkim").display(),
+        redis.prefix()
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(&db, &pw);
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(RSPAMD_CONTROLLER)],
+    );
+    let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    let stack = Stack::start_with_config(&dir, &db, pf, None);
+
+    let mut msg = Message::new("deals@elsewhere.test", &[USER], "weekly deals");
+    msg.body = format!(
+        "Cheap replica watches and discount pills, order today.\n\n{}\n",
+        msg.token
+    );
+    let t = stack.inbound().send(&msg);
+    assert!(t.is_accepted(), "{t}");
+    stack.read_back(USER, PASSWORD, "INBOX", &msg);
+    assert_eq!(
+        learned("BAYES_SPAM"),
+        Some(0),
+        "rspamc stat before learning"
+    );
+
+    // The user moves it into Spam: imapsieve runs learn-spam.sieve, which
+    // pipes the message into `rspamc learn_spam`.
+    imap_copy(&dir, &stack, &msg, "INBOX", "Spam");
+    let spam_learned = poll_until(Duration::from_secs(30), || learned("BAYES_SPAM") == Some(1));
+    assert!(
+        spam_learned,
+        "the copy into Spam did not train milterd (BAYES_SPAM learned: {:?})\n{}",
+        learned("BAYES_SPAM"),
+        milterd.log()
+    );
+    // Out of Spam again: learn-ham.sieve relearns it as ham.
+    imap_copy(&dir, &stack, &msg, "Spam", "INBOX");
+    let relearned = poll_until(Duration::from_secs(30), || {
+        learned("BAYES_HAM") == Some(1) && learned("BAYES_SPAM") == Some(0)
+    });
+    assert!(
+        relearned,
+        "the copy out of Spam did not relearn it as ham (spam {:?}, ham {:?})\n{}",
+        learned("BAYES_SPAM"),
+        learned("BAYES_HAM"),
+        milterd.log()
+    );
+    let log = milterd.log();
+    assert!(
+        log.contains("class=\"spam\"") || log.contains("class=spam"),
+        "{log}"
+    );
+    drop(stack);
     assert!(
         milterd.stop(),
         "milterd did not exit cleanly:\n{}",
