@@ -489,6 +489,30 @@ fn multimap_lists_reload_and_dns_lists_answer_through_rspamc() {
     assert!(reloaded, "map change not picked up:\n{last}");
     let out = scan("192.0.2.9", "someone@remote.test");
     assert!(!out.contains("BLACKLIST_IP"), "{out}");
+
+    // The web view and the metrics show these scans; both need the
+    // password from outside secure_ip.
+    let (status, _) = http_get(ctl, None, "/");
+    assert_eq!(status, 403);
+    let (status, page) = http_get(ctl, Some(CONTROLLER_PASSWORD), "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<table id=\"history\">"), "{page}");
+    assert!(
+        page.contains("friend@trusted.test") && page.contains("BLACKLIST_IP"),
+        "{page}"
+    );
+    assert!(
+        page.contains(">reject<") && page.contains(">no action<"),
+        "{page}"
+    );
+    let (status, metrics) = http_get(ctl, Some(CONTROLLER_PASSWORD), "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    let rejected: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("postwerk_milterd_actions_total{action=\"reject\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(rejected >= 2, "{metrics}");
     assert!(
         milterd.stop(),
         "milterd did not exit cleanly:\n{}",
@@ -714,4 +738,17 @@ fn moving_mail_into_spam_over_imap_trains_milterd_through_the_guides_imapsieve_p
         "milterd did not exit cleanly:\n{}",
         milterd.log()
     );
+}
+
+/// GET `path` from the controller with curl: (status, body).
+fn http_get(port: u16, password: Option<&str>, path: &str) -> (u16, String) {
+    let mut cmd = Command::new(require("curl"));
+    cmd.args(["-s", "-w", "\n%{http_code}", "--max-time", "20"]);
+    if let Some(p) = password {
+        cmd.args(["-H", &format!("Password: {p}")]);
+    }
+    cmd.arg(format!("http://127.0.0.1:{port}{path}"));
+    let out = run(&mut cmd, None, Duration::from_secs(30)).assert_success();
+    let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", ""));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
 }
