@@ -1,6 +1,6 @@
 //! postwerk-milterd — the milter Postfix talks to: DKIM-signs outgoing
-//! mail of the guide's vmail domains and verifies incoming mail (SPF,
-//! DKIM, DMARC).
+//! mail of the guide's vmail domains, verifies incoming mail (SPF, DKIM,
+//! DMARC) and scores it for spam (the guide's Rspamd).
 //!
 //! # What it does
 //! Replaces the signing half of the guide's Rspamd milter. For each
@@ -30,6 +30,27 @@
 //! verification after `[milterd.verify].timeout`; a timeout or SERVFAIL is
 //! a `temperror` result, the message is never held up beyond that.
 //!
+//! # Spam scoring
+//! Incoming mail (not from `[milterd.spam].local_networks`) is scored by
+//! [`spam::Scanner`]: local rules (GTUBE, header sanity, encoded-subject
+//! abuse, forged MUA headers, HTML-only / image-only mail, URL
+//! shorteners), the SPF/DKIM/DMARC results as symbols, multimap lists in
+//! Rspamd's map format, DNS lists, Bayes (Redis or in-process), then
+//! greylisting. Actions as Rspamd's defaults: `reject` at 15 (`554 5.7.1`
+//! with the reason), `add header` at 6 (`X-Spam: Yes`, `X-Spam-Flag:
+//! YES`), `greylist` at 4 (`451 4.7.1 Try again later`). Every scored
+//! message gets `X-Spamd-Bar`, `X-Spam-Level`, `X-Spam-Status` and
+//! `X-Spamd-Result`; copies from outside are removed (milter `m`) first.
+//! `shadow = true` scores and logs (next to the verdict another filter put
+//! in the headers) without acting. Redis down: `BAYES_FAIL`, in-process
+//! greylisting; DNS lists time out after `dnsbl_timeout`; all network work
+//! of a message shares `[milterd.spam].timeout`.
+//!
+//! The rspamc-compatible controller (`[milterd.spam.controller].listen`,
+//! see [`controller`]) serves `rspamc symbols/learn_spam/learn_ham/stat`,
+//! so the guide's imapsieve pipes train milterd unchanged, plus a web view
+//! (`/`), `/history` and Prometheus `/metrics`.
+//!
 //! # main.cf
 //! ```text
 //! smtpd_milters     = inet:localhost:11332
@@ -46,9 +67,10 @@
 //!
 //! # Protocol
 //! Milter protocol 6 as Postfix 3.7 speaks it (`shared/reference/milter.md`).
-//! milterd negotiates only what it needs: the connect, HELO, MAIL, header,
-//! end of header, body and end of message steps, no replies to connect,
-//! HELO, MAIL, header and body packets, the add and change header actions, header values with their leading space
+//! milterd negotiates only what it needs: the connect, HELO, MAIL, RCPT
+//! (recipients for greylisting), header, end of header, body and end of
+//! message steps, no replies to connect, HELO, MAIL, RCPT, header and body
+//! packets, the add and change header actions, header values with their leading space
 //! (HDR_LEADSPC, so the signed bytes are the stored bytes), and the macros
 //! `{daemon_name} {client_addr} {client_name}` at connect, `i {auth_authen}
 //! {auth_type} {mail_addr}` at MAIL. `DKIM-Signature` is inserted at index
@@ -102,10 +124,29 @@
 //! tempfail: a domain with a key never silently leaves unsigned).
 //! `dns_servers`, `dns_timeout` (default 5s); `[milterd.verify]`:
 //! `enabled`, `authserv_id`, `dmarc_reject_action` (reject / header /
-//! mark), `timeout` (default 30s).
+//! mark), `timeout` (default 30s). `[milterd.spam]`: `enabled`, `shadow`,
+//! `redis_url`, `redis_prefix`, `timeout`, `dnsbl_timeout`,
+//! `dnsbl_cache_ttl`, `local_networks`; `[milterd.spam.actions]`: `reject`,
+//! `add_header`, `greylist` (a score or false); `[milterd.spam.symbols]`:
+//! weight per symbol; `[milterd.spam.greylist]`: `delay`, `expire`;
+//! `[milterd.spam.bayes]`: `enabled`, `autolearn`,
+//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`;
+//! `[milterd.spam.controller]`: `listen`, `password(_file)`,
+//! `enable_password(_file)`, `secure_ip`, `timeout`;
+//! `[[milterd.spam.multimap]]`: `name`, `type` (ip / from / header_from),
+//! `map`, `score`, `description`, `action`, `filter`;
+//! `[[milterd.spam.dnsbl]]`: `name`, `type` (ip / url), `zone`, `score`,
+//! `description`. Example with the guide's Rspamd settings:
+//! `contrib/milterd/spam.toml`.
 //!
 //! # Limitations
-//! No ARC verification or sealing yet. DMARC `pct=` sampling is not
+//! No ARC verification or sealing yet. Outgoing (authenticated) mail is
+//! not spam-scored. Bayes statistics are global (no per-user
+//! statistics); the in-process Bayes store (no `redis_url`) is lost on
+//! restart. Rspamd's `$2$` controller password hashes are not checked
+//! (use plain text or a `{SCHEME}` hash). Multimap types other than ip,
+//! from and header_from, regexp/glob maps and HTTP maps are not
+//! supported. DMARC `pct=` sampling is not
 //! applied (every failure counts) and no DMARC reports are sent. A message
 //! over the buffering limits is not verified: forged
 //! `Authentication-Results` are still removed, then `error_action`
