@@ -143,8 +143,7 @@
 //! No ARC verification or sealing yet. Outgoing (authenticated) mail is
 //! not spam-scored. Bayes statistics are global (no per-user
 //! statistics); the in-process Bayes store (no `redis_url`) is lost on
-//! restart. Rspamd's `$2$` controller password hashes are not checked
-//! (use plain text or a `{SCHEME}` hash). Multimap types other than ip,
+//! restart. Multimap types other than ip,
 //! from and header_from, regexp/glob maps and HTTP maps are not
 //! supported. DMARC `pct=` sampling is not
 //! applied (every failure counts) and no DMARC reports are sent. A message

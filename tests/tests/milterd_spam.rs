@@ -241,6 +241,9 @@ fn spam_is_rejected_flagged_greylisted_and_clean_mail_delivered_through_postfix(
 // rspamc against the controller.
 
 const CONTROLLER_PASSWORD: &str = "learn-pass-7";
+/// `rspamadm pw -p learn-pass-7` (Rspamd 3.4).
+const RSPAMADM_PW_HASH: &str =
+    "$2$yioitm4kda5paoxqo5tk7so85cp9u19h$6jzb3w6zeo4c3xf9n9fmjdgbzquw1urk65u968e3xd8wisfadwuy";
 
 fn rspamc(port: u16, password: Option<&str>, args: &[&str], files: &[PathBuf]) -> Output {
     let mut cmd = Command::new(require("rspamc"));
@@ -425,7 +428,14 @@ fn multimap_lists_reload_and_dns_lists_answer_through_rspamc() {
          \n[[milterd.spam.dnsbl]]\nname = \"DBL_URL\"\ntype = \"url\"\nzone = \"dbl.test\"\nscore = 3.5\n",
         m = maps.display()
     );
-    let mut config = controller_config(port, ctl, "redis://127.0.0.1:6379", redis.prefix(), &extra);
+    // The password as the guide's worker-controller.inc stores it: the
+    // `rspamadm pw` hash of CONTROLLER_PASSWORD.
+    let mut config = controller_config(port, ctl, "redis://127.0.0.1:6379", redis.prefix(), &extra)
+        .replace(
+            &format!("password = \"{CONTROLLER_PASSWORD}\""),
+            &format!("password = \"{RSPAMADM_PW_HASH}\""),
+        );
+    assert!(config.contains(RSPAMADM_PW_HASH));
     config = config.replace(
         "dns_servers = [\"127.0.0.1:9\"]",
         &format!("dns_servers = [\"{}\"]", dns.addr),
