@@ -762,3 +762,55 @@ fn http_get(port: u16, password: Option<&str>, path: &str) -> (u16, String) {
     let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", ""));
     (code.trim().parse().unwrap_or(0), body.to_owned())
 }
+
+#[test]
+fn spam_over_the_add_header_threshold_is_filed_into_spam_by_lmtpd_and_the_guides_sieve() {
+    let dir = TestDir::new("milterd-spam-lmtpd");
+    let db = Sqlite::fresh(&dir);
+    let dns = Dns::start();
+    let port = free_port();
+    // No Redis: Bayes and greylisting in the process.
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n\
+         [milterd.dkim]\npath = \"{}/$domain.$selector.key\"\n",
+        db.reader_url(),
+        dns.addr,
+        dir.join("dkim").display(),
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(&db, &pw);
+    let mut milterd = Daemon::start(&dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
+    let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    pf.virtual_transport = format!(
+        "lmtp:unix:{}",
+        postwerk_tests::guide::lmtpd_socket(&dir).display()
+    );
+    let mut stack = Stack::start_with_config(&dir, &db, pf, None);
+    stack.lmtpd = Some(postwerk_tests::guide::start_lmtpd(
+        &dir,
+        &db,
+        stack.dovecot.vmail_dir(),
+    ));
+
+    let phish = Message::new("info@phish.test", &[USER], "Verify your mailbox")
+        .header("From: \"it-support@example.org\" <info@phish.test>");
+    let t = stack.inbound().send(&phish);
+    assert!(t.is_accepted(), "{t}");
+    let clean = Message::new("friend@elsewhere.test", &[USER], "photos from the trip");
+    let t = stack.inbound().send(&clean);
+    assert!(t.is_accepted(), "{t}");
+
+    let (stored, _) = stack.read_back(USER, PASSWORD, "Spam", &phish);
+    assert_eq!(one_header(&stored, "X-Spam"), "Yes", "{stored}");
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &clean);
+    assert_eq!(one_header(&stored, "X-Spamd-Bar"), "/", "{stored}");
+    assert!(header_values(&stored, "X-Spam").is_empty(), "{stored}");
+    drop(stack);
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}

@@ -386,7 +386,10 @@ impl Scanner {
             ));
         }
 
-        if action == Action::Greylist && may_act {
+        // Greylisting needs a client address for its triplet (mail from
+        // a local sendmail, or an HTTP scan without `Ip:`, is not
+        // greylisted).
+        if action == Action::Greylist && may_act && env.client_ip.is_some() {
             let key = greylist::triplet(env.client_ip, env.mail_from, env.rcpts);
             let (outcome, err) = self.greylist.check(&key).await;
             let mut options = Vec::new();
