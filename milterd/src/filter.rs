@@ -7,6 +7,7 @@
 
 use crate::reply;
 use crate::sign::{Field, Message, Outcome, SignError, Signer, Skip, push_crlf};
+use crate::spam::{self, Action, Scanner};
 use crate::verify::{self, Envelope, Verifier};
 use bytes::Bytes;
 use indymilter::{
@@ -36,6 +37,8 @@ pub struct Shared {
     pub signer: Arc<Signer>,
     /// The verifier of incoming mail.
     pub verifier: Arc<Verifier>,
+    /// The spam scanner of incoming mail.
+    pub scanner: Arc<Scanner>,
 }
 
 /// Why a message counts as outgoing, or that it is incoming.
@@ -98,6 +101,14 @@ struct Transaction {
     auth_user: Option<String>,
     /// The envelope sender without angle brackets (empty: `<>`).
     mail_from: Option<String>,
+    /// The envelope recipients Postfix accepted, without angle brackets.
+    rcpts: Vec<String>,
+    /// Occurrences of the header fields spam scoring owns
+    /// ([`spam::headers::OWNED`], same order), to remove them.
+    spam_fields: [i32; 5],
+    /// What another filter (Rspamd, in shadow mode) said:
+    /// `X-Spam-Status` / `X-Rspamd-Action` values.
+    foreign_verdict: Vec<String>,
     /// `Authentication-Results` fields seen so far.
     ar_count: i32,
     /// 1-based occurrences of `Authentication-Results` fields that claim
@@ -160,6 +171,7 @@ pub fn callbacks(shared: Arc<Shared>, busy: watch::Sender<bool>) -> Callbacks<St
         .on_connect(|cx, _hostname, socket| Box::pin(async move { connect(cx, socket) }))
         .on_helo(|cx, name| Box::pin(async move { helo(cx, name) }))
         .on_mail(|cx, args| Box::pin(async move { mail(cx, args) }))
+        .on_rcpt(|cx, args| Box::pin(async move { rcpt(cx, args) }))
         .on_header(|cx, name, value| Box::pin(async move { header(cx, name, value) }))
         .on_eoh(|cx| Box::pin(async move { eoh(cx) }))
         .on_body(|cx, chunk| Box::pin(async move { body(cx, chunk) }))
@@ -182,17 +194,16 @@ pub fn callbacks(shared: Arc<Shared>, busy: watch::Sender<bool>) -> Callbacks<St
         })
 }
 
-/// The protocol steps and replies we ask for (see milter.md §2): no RCPT,
-/// DATA or unknown commands; no replies to connect, HELO, MAIL, headers
-/// and body chunks (we only decide at end of headers and end of message);
-/// header values with their leading space, so that what we sign is what
-/// Postfix stores.
-const NO_STEPS: ProtoOpts = ProtoOpts::NO_RCPT
-    .union(ProtoOpts::NO_DATA)
-    .union(ProtoOpts::NO_UNKNOWN);
+/// The protocol steps and replies we ask for (see milter.md §2): no DATA
+/// or unknown commands; no replies to connect, HELO, MAIL, RCPT, headers
+/// and body chunks (we only decide at end of headers and end of message;
+/// the recipients are needed for greylisting); header values with their
+/// leading space, so that what we sign is what Postfix stores.
+const NO_STEPS: ProtoOpts = ProtoOpts::NO_DATA.union(ProtoOpts::NO_UNKNOWN);
 const NO_REPLIES: ProtoOpts = ProtoOpts::NOREPLY_CONNECT
     .union(ProtoOpts::NOREPLY_HELO)
     .union(ProtoOpts::NOREPLY_MAIL)
+    .union(ProtoOpts::NOREPLY_RCPT)
     .union(ProtoOpts::NOREPLY_HEADER)
     .union(ProtoOpts::NOREPLY_BODY);
 
@@ -307,10 +318,42 @@ fn mail(cx: &mut Context<State>, args: Vec<CString>) -> Status {
     Status::Noreply
 }
 
+/// Most recipients remembered per message (for greylisting).
+const MAX_RCPTS: usize = 1000;
+
+fn rcpt(cx: &mut Context<State>, args: Vec<CString>) -> Status {
+    if let Some(s) = cx.data.as_mut()
+        && s.tx.rcpts.len() < MAX_RCPTS
+        && let Some(a) = args.first()
+    {
+        s.tx.rcpts.push(envelope_address(&a.to_string_lossy()));
+    }
+    Status::Noreply
+}
+
 fn header(cx: &mut Context<State>, name: CString, value: CString) -> Status {
     let Some(s) = cx.data.as_mut() else {
         return Status::Noreply;
     };
+    // Counted even past the buffering limits, so stale copies are removed
+    // from any message.
+    if let Some(i) = spam::headers::OWNED
+        .iter()
+        .position(|n| n.as_bytes().eq_ignore_ascii_case(name.as_bytes()))
+    {
+        s.tx.spam_fields[i] += 1;
+    }
+    if s.tx.foreign_verdict.len() < 4
+        && (name.as_bytes().eq_ignore_ascii_case(b"X-Spam-Status")
+            || name.as_bytes().eq_ignore_ascii_case(b"X-Rspamd-Action"))
+    {
+        let v: String = value.to_string_lossy().chars().take(200).collect();
+        s.tx.foreign_verdict.push(format!(
+            "{}: {}",
+            name.to_string_lossy(),
+            v.split_whitespace().collect::<Vec<_>>().join(" ")
+        ));
+    }
     if name
         .as_bytes()
         .eq_ignore_ascii_case(verify::FIELD.as_bytes())
@@ -355,7 +398,7 @@ fn eoh(cx: &mut Context<State>) -> Status {
     let is_needed = if is_outgoing {
         s.shared.cfg.dkim.sign
     } else {
-        s.shared.cfg.verify.enabled
+        s.shared.cfg.verify.enabled || s.shared.cfg.spam.enabled
     };
     if !is_needed {
         info!(
@@ -404,9 +447,8 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
     if !origin.is_outgoing() {
         let helo = s.helo.clone().unwrap_or_default();
         let client_ip = s.client_addr;
-        let verifier = Arc::clone(&s.shared.verifier);
-        let action = cfg.error_action;
-        return incoming(cx, &verifier, tx, &qid, client_ip, &helo, action, elapsed).await;
+        let shared = Arc::clone(&s.shared);
+        return incoming(cx, &shared, tx, &qid, client_ip, &helo, elapsed).await;
     }
     if let Some(overflow) = tx.overflow {
         warn!(
@@ -504,29 +546,36 @@ fn raw_message(fields: &[Field], has_leading_space: bool, body: &[Bytes]) -> Vec
 }
 
 /// End of message for incoming mail: verify, apply the DMARC outcome
-/// policy, remove forged `Authentication-Results`, add ours at the top.
-#[allow(clippy::too_many_arguments)]
+/// policy, score, remove forged `Authentication-Results` and stale spam
+/// headers, add ours.
 async fn incoming(
     cx: &mut EomContext<State>,
-    verifier: &Verifier,
+    shared: &Shared,
     tx: Transaction,
     qid: &str,
     client_ip: Option<IpAddr>,
     helo: &str,
-    error_action: postwerk_core::config::milterd::FailureAction,
     elapsed: Duration,
 ) -> Status {
+    let cfg = &shared.cfg;
+    let error_action = cfg.error_action;
+    let verifier = &shared.verifier;
     let has_leading_space = cx.data.as_ref().is_some_and(|s| s.has_leading_space);
-    let verdict = if tx.overflow.is_some() {
-        None
-    } else {
-        let raw = raw_message(&tx.fields, has_leading_space, &tx.body);
-        let env = Envelope {
-            client_ip,
-            helo,
-            mail_from: tx.mail_from.as_deref().unwrap_or(""),
-        };
-        Some(verifier.verify(&raw, &env).await)
+    let raw = tx
+        .overflow
+        .is_none()
+        .then(|| raw_message(&tx.fields, has_leading_space, &tx.body));
+    let mail_from = tx.mail_from.as_deref().unwrap_or("");
+    let verdict = match &raw {
+        Some(raw) if cfg.verify.enabled => {
+            let env = Envelope {
+                client_ip,
+                helo,
+                mail_from,
+            };
+            Some(verifier.verify(raw, &env).await)
+        }
+        _ => None,
     };
     if let Some(v) = &verdict
         && v.is_dmarc_reject
@@ -542,58 +591,156 @@ async fn incoming(
     }
     // Highest occurrence first: each removal leaves the lower indexes as
     // they were, however Postfix counts removed fields.
-    for &index in tx.forged_ar.iter().rev() {
-        if let Err(e) = cx
-            .actions
-            .change_header(verify::FIELD, index, None::<CString>)
-            .await
-        {
-            error!(queue_id = %qid, error = %e, "cannot remove a forged Authentication-Results");
-            return reply::failure(error_action);
+    if cfg.verify.enabled {
+        for &index in tx.forged_ar.iter().rev() {
+            if let Err(e) = cx
+                .actions
+                .change_header(verify::FIELD, index, None::<CString>)
+                .await
+            {
+                error!(queue_id = %qid, error = %e, "cannot remove a forged Authentication-Results");
+                return reply::failure(error_action);
+            }
         }
     }
-    let Some(v) = verdict else {
+    let Some(raw) = raw else {
         warn!(
             queue_id = %qid,
             overflow = ?tx.overflow,
             forged_removed = tx.forged_ar.len(),
             action = error_action.as_str(),
-            "message over the buffering limits; not verified"
+            "message over the buffering limits; not verified or scored"
         );
         return reply::failure(error_action);
     };
-    // Inserted after the removals: Postfix applies the changes in order,
-    // and ours must not shift the occurrence numbers above.
-    let value = v.header.replace("\r\n", "\n");
-    let value = if has_leading_space {
-        format!(" {value}")
+
+    // Spam scoring (Rspamd's scanner), unless the client is local.
+    let spam_cfg = &cfg.spam;
+    let is_local =
+        client_ip.is_some_and(|ip| spam_cfg.local_networks.iter().any(|n| n.contains(ip)));
+    let scan = if spam_cfg.enabled && !is_local {
+        let env = spam::Envelope {
+            client_ip,
+            helo,
+            mail_from,
+            rcpts: &tx.rcpts,
+            queue_id: qid,
+        };
+        let auth = verdict.as_ref().map(verify::Verdict::auth_results);
+        Some(
+            shared
+                .scanner
+                .scan(&raw, &env, auth.as_ref(), !spam_cfg.shadow)
+                .await,
+        )
     } else {
-        value
+        None
     };
-    // Index 0: the top, above Postfix's own Received: (RFC 8601 §5: the
-    // field is prepended, like a trace field).
-    if let Err(e) = cx.actions.insert_header(0, verify::FIELD, value).await {
-        error!(queue_id = %qid, error = %e, "cannot add Authentication-Results");
-        return reply::failure(error_action);
+    let acting = scan.as_ref().filter(|_| !spam_cfg.shadow);
+    if let Some(s) = &scan {
+        let symbols = s
+            .symbols
+            .iter()
+            .map(|x| format!("{}({:.2})", x.name, x.score))
+            .collect::<Vec<_>>()
+            .join(",");
+        if spam_cfg.shadow {
+            info!(
+                queue_id = %qid,
+                score = s.score,
+                action = s.action.as_str(),
+                symbols = %symbols,
+                other_filter = %if tx.foreign_verdict.is_empty() { "-".to_owned() } else { tx.foreign_verdict.join("; ") },
+                "shadow: scored, not acted on"
+            );
+        } else {
+            info!(
+                queue_id = %qid,
+                score = s.score,
+                action = s.action.as_str(),
+                symbols = %symbols,
+                autolearn = s.autolearned.map_or("-", |c| c.as_str()),
+                scan_ms = s.elapsed.as_millis() as u64,
+                "incoming; scored"
+            );
+        }
+    }
+    if let Some(s) = acting {
+        match s.action {
+            Action::Reject => {
+                let text = s.message.as_deref().unwrap_or("Spam message rejected");
+                return reply::spam_reject(&mut cx.reply, text);
+            }
+            Action::SoftReject => {
+                let text = s.message.as_deref().unwrap_or("Try again later");
+                return reply::spam_tempfail(&mut cx.reply, text);
+            }
+            Action::NoAction | Action::Greylist | Action::AddHeader => {}
+        }
+        for (i, name) in spam::headers::OWNED.iter().enumerate() {
+            for index in (1..=tx.spam_fields[i]).rev() {
+                if let Err(e) = cx
+                    .actions
+                    .change_header(*name, index, None::<CString>)
+                    .await
+                {
+                    error!(queue_id = %qid, error = %e, field = name, "cannot remove a stale spam header");
+                    return reply::failure(error_action);
+                }
+            }
+        }
+    }
+    let space = |v: String| {
+        if has_leading_space {
+            format!(" {v}")
+        } else {
+            v
+        }
+    };
+    if let Some(v) = &verdict {
+        // Inserted after the removals: Postfix applies the changes in
+        // order, and ours must not shift the occurrence numbers above.
+        let value = space(v.header.replace("\r\n", "\n"));
+        // Index 0: the top, above Postfix's own Received: (RFC 8601 §5:
+        // the field is prepended, like a trace field).
+        if let Err(e) = cx.actions.insert_header(0, verify::FIELD, value).await {
+            error!(queue_id = %qid, error = %e, "cannot add Authentication-Results");
+            return reply::failure(error_action);
+        }
+    }
+    if let Some(s) = acting {
+        for (name, value) in spam::headers::added(s) {
+            if let Err(e) = cx.actions.add_header(name, space(value)).await {
+                error!(queue_id = %qid, error = %e, field = name, "cannot add a spam header");
+                return reply::failure(error_action);
+            }
+        }
     }
     // `header`: quarantine into Junk through the guide's global Sieve
-    // script (`X-Spam-Flag: YES`).
-    let flag = if has_leading_space { " YES" } else { "YES" };
-    if v.is_dmarc_reject
+    // script (`X-Spam-Flag: YES`); not twice when scoring added it.
+    let has_flag = acting.is_some_and(|s| s.action == Action::AddHeader);
+    if let Some(v) = &verdict
+        && v.is_dmarc_reject
         && verifier.dmarc_reject_action() == DmarcRejectAction::Header
-        && let Err(e) = cx.actions.insert_header(0, "X-Spam-Flag", flag).await
+        && !has_flag
+        && let Err(e) = cx
+            .actions
+            .insert_header(0, "X-Spam-Flag", space("YES".to_owned()))
+            .await
     {
         error!(queue_id = %qid, error = %e, "cannot add X-Spam-Flag");
         return reply::failure(error_action);
     }
-    info!(
-        queue_id = %qid,
-        from_domain = %v.from_domain,
-        results = %verify::summary(&v.header),
-        forged_removed = tx.forged_ar.len(),
-        elapsed_ms = elapsed.as_millis() as u64,
-        "incoming; verified"
-    );
+    if let Some(v) = &verdict {
+        info!(
+            queue_id = %qid,
+            from_domain = %v.from_domain,
+            results = %verify::summary(&v.header),
+            forged_removed = tx.forged_ar.len(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "incoming; verified"
+        );
+    }
     Status::Accept
 }
 

@@ -1,6 +1,6 @@
 //! postwerk-milterd — the milter Postfix talks to: DKIM-signs outgoing
-//! mail of the guide's vmail domains and verifies incoming mail (SPF,
-//! DKIM, DMARC).
+//! mail of the guide's vmail domains, verifies incoming mail (SPF, DKIM,
+//! DMARC) and scores it for spam (the guide's Rspamd).
 //!
 //! # What it does
 //! Replaces the signing half of the guide's Rspamd milter. For each
@@ -30,6 +30,27 @@
 //! verification after `[milterd.verify].timeout`; a timeout or SERVFAIL is
 //! a `temperror` result, the message is never held up beyond that.
 //!
+//! # Spam scoring
+//! Incoming mail (not from `[milterd.spam].local_networks`) is scored by
+//! [`spam::Scanner`]: local rules (GTUBE, header sanity, encoded-subject
+//! abuse, forged MUA headers, HTML-only / image-only mail, URL
+//! shorteners), the SPF/DKIM/DMARC results as symbols, multimap lists in
+//! Rspamd's map format, DNS lists, Bayes (Redis or in-process), then
+//! greylisting. Actions as Rspamd's defaults: `reject` at 15 (`554 5.7.1`
+//! with the reason), `add header` at 6 (`X-Spam: Yes`, `X-Spam-Flag:
+//! YES`), `greylist` at 4 (`451 4.7.1 Try again later`). Every scored
+//! message gets `X-Spamd-Bar`, `X-Spam-Level`, `X-Spam-Status` and
+//! `X-Spamd-Result`; copies from outside are removed (milter `m`) first.
+//! `shadow = true` scores and logs (next to the verdict another filter put
+//! in the headers) without acting. Redis down: `BAYES_FAIL`, in-process
+//! greylisting; DNS lists time out after `dnsbl_timeout`; all network work
+//! of a message shares `[milterd.spam].timeout`.
+//!
+//! The rspamc-compatible controller (`[milterd.spam.controller].listen`,
+//! see [`controller`]) serves `rspamc symbols/learn_spam/learn_ham/stat`,
+//! so the guide's imapsieve pipes train milterd unchanged, plus a web view
+//! (`/`), `/history` and Prometheus `/metrics`.
+//!
 //! # main.cf
 //! ```text
 //! smtpd_milters     = inet:localhost:11332
@@ -46,9 +67,10 @@
 //!
 //! # Protocol
 //! Milter protocol 6 as Postfix 3.7 speaks it (`shared/reference/milter.md`).
-//! milterd negotiates only what it needs: the connect, HELO, MAIL, header,
-//! end of header, body and end of message steps, no replies to connect,
-//! HELO, MAIL, header and body packets, the add and change header actions, header values with their leading space
+//! milterd negotiates only what it needs: the connect, HELO, MAIL, RCPT
+//! (recipients for greylisting), header, end of header, body and end of
+//! message steps, no replies to connect, HELO, MAIL, RCPT, header and body
+//! packets, the add and change header actions, header values with their leading space
 //! (HDR_LEADSPC, so the signed bytes are the stored bytes), and the macros
 //! `{daemon_name} {client_addr} {client_name}` at connect, `i {auth_authen}
 //! {auth_type} {mail_addr}` at MAIL. `DKIM-Signature` is inserted at index
@@ -102,10 +124,28 @@
 //! tempfail: a domain with a key never silently leaves unsigned).
 //! `dns_servers`, `dns_timeout` (default 5s); `[milterd.verify]`:
 //! `enabled`, `authserv_id`, `dmarc_reject_action` (reject / header /
-//! mark), `timeout` (default 30s).
+//! mark), `timeout` (default 30s). `[milterd.spam]`: `enabled`, `shadow`,
+//! `redis_url`, `redis_prefix`, `timeout`, `dnsbl_timeout`,
+//! `dnsbl_cache_ttl`, `local_networks`; `[milterd.spam.actions]`: `reject`,
+//! `add_header`, `greylist` (a score or false); `[milterd.spam.symbols]`:
+//! weight per symbol; `[milterd.spam.greylist]`: `delay`, `expire`;
+//! `[milterd.spam.bayes]`: `enabled`, `autolearn`,
+//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`;
+//! `[milterd.spam.controller]`: `listen`, `password(_file)`,
+//! `enable_password(_file)`, `secure_ip`, `timeout`;
+//! `[[milterd.spam.multimap]]`: `name`, `type` (ip / from / header_from),
+//! `map`, `score`, `description`, `action`, `filter`;
+//! `[[milterd.spam.dnsbl]]`: `name`, `type` (ip / url), `zone`, `score`,
+//! `description`. Example with the guide's Rspamd settings:
+//! `contrib/milterd/spam.toml`.
 //!
 //! # Limitations
-//! No ARC verification or sealing yet. DMARC `pct=` sampling is not
+//! No ARC verification or sealing yet. Outgoing (authenticated) mail is
+//! not spam-scored. Bayes statistics are global (no per-user
+//! statistics); the in-process Bayes store (no `redis_url`) is lost on
+//! restart. Multimap types other than ip,
+//! from and header_from, regexp/glob maps and HTTP maps are not
+//! supported. DMARC `pct=` sampling is not
 //! applied (every failure counts) and no DMARC reports are sent. A message
 //! over the buffering limits is not verified: forged
 //! `Authentication-Results` are still removed, then `error_action`
@@ -117,11 +157,13 @@
 //! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463,
 //! RFC 7208, RFC 7489, RFC 8601.
 
+pub mod controller;
 pub mod filter;
 pub mod keys;
 pub mod reply;
 pub mod session;
 pub mod sign;
+pub mod spam;
 pub mod verify;
 
 pub use filter::Shared;
@@ -132,14 +174,28 @@ use sign::Signer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use verify::{Verifier, VerifyError};
 
+/// The bound listeners: milter, and the rspamc-compatible controller.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// `[milterd].listen`.
+    pub milter: Vec<Listener>,
+    /// `[milterd.spam.controller].listen`.
+    pub controller: Vec<Listener>,
+}
+
 /// Binds every listener of `[milterd]`.
-pub async fn bind(cfg: &Config) -> Result<Vec<Listener>, service::ListenError> {
+pub async fn bind(cfg: &Config) -> Result<Listeners, service::ListenError> {
     let m = &cfg.milterd;
-    let mut out = Vec::new();
+    let mut out = Listeners::default();
     for a in &m.listen {
-        out.push(service::bind(a, &m.service.unix).await?);
+        out.milter.push(service::bind(a, &m.service.unix).await?);
+    }
+    for a in &m.spam.controller.listen {
+        out.controller
+            .push(service::bind(a, &m.service.unix).await?);
     }
     Ok(out)
 }
@@ -153,6 +209,10 @@ pub enum SharedError {
     /// The DNS resolver could not be set up.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The spam scanner could not be set up (e.g. an unknown symbol in
+    /// `[milterd.spam.symbols]`).
+    #[error(transparent)]
+    Spam(#[from] spam::SpamError),
 }
 
 /// Builds what sessions share from a config. The pool connects lazily, so
@@ -165,6 +225,7 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
         cfg: m.clone(),
         signer: Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism)),
         verifier: Arc::new(Verifier::new(m)?),
+        scanner: Arc::new(spam::Scanner::new(&m.spam, &m.dns_servers)?),
     }))
 }
 
@@ -173,13 +234,30 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
 /// connections while open ones finish with what they had.
 pub async fn run(
     limits: Limits,
-    listeners: Vec<Listener>,
+    listeners: Listeners,
     current: watch::Receiver<Arc<Shared>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), service::ServeError> {
-    service::serve(listeners, limits, shutdown, move |stream, _peer, token| {
-        let shared = current.borrow().clone();
-        session::milter(stream, shared, token)
-    })
-    .await
+    let stop = CancellationToken::new();
+    let mut servers: Vec<service::Server> = Vec::new();
+    let cur = current.clone();
+    servers.extend(service::protocol(
+        listeners.milter,
+        limits,
+        &stop,
+        move |stream, _peer, token| {
+            let shared = cur.borrow().clone();
+            session::milter(stream, shared, token)
+        },
+    ));
+    servers.extend(service::protocol(
+        listeners.controller,
+        limits,
+        &stop,
+        move |stream, peer, token| {
+            let shared = current.borrow().clone();
+            controller::serve(stream, peer, shared, token)
+        },
+    ));
+    service::serve_all(servers, stop, shutdown).await
 }

@@ -4,8 +4,8 @@
 
 use clap::Parser;
 use postwerk_core::config::Config;
-use postwerk_core::service::{self, Daemon, Limits, ListenError, Listener, ServeError};
-use postwerk_milterd::Shared;
+use postwerk_core::service::{self, Daemon, Limits, ListenError, ServeError};
+use postwerk_milterd::{Listeners, Shared};
 use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 #[command(
     name = "postwerk-milterd",
     version,
-    about = "Postfix milter: DKIM signing of outgoing mail"
+    about = "Postfix milter: DKIM signing, verification and spam scoring"
 )]
 struct Args {
     /// Config file [default: /etc/postwerk/postwerk.toml if it exists]
@@ -28,11 +28,11 @@ struct Milterd;
 
 impl Daemon for Milterd {
     const NAME: &'static str = "postwerk-milterd";
-    type Listeners = Vec<Listener>;
+    type Listeners = Listeners;
     type Shared = Shared;
     type SharedError = postwerk_milterd::SharedError;
 
-    fn bind(cfg: &Config) -> impl Future<Output = Result<Vec<Listener>, ListenError>> + Send {
+    fn bind(cfg: &Config) -> impl Future<Output = Result<Listeners, ListenError>> + Send {
         postwerk_milterd::bind(cfg)
     }
     fn shared(cfg: &Config) -> Result<Arc<Shared>, Self::SharedError> {
@@ -43,18 +43,30 @@ impl Daemon for Milterd {
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         let (o, n) = (&old.milterd, &new.milterd);
-        o.listen != n.listen || o.service.limits != n.service.limits
+        o.listen != n.listen
+            || o.spam.controller.listen != n.spam.controller.listen
+            || o.service.limits != n.service.limits
     }
     fn describe(cfg: &Config) -> String {
         let m = &cfg.milterd;
         format!(
-            "listen {:?}, DKIM selectors {:?}, keys {}",
-            m.listen, m.dkim.selectors, m.dkim.path
+            "listen {:?}, controller {:?}, DKIM selectors {:?}, keys {}, spam scoring {}",
+            m.listen,
+            m.spam.controller.listen,
+            m.dkim.selectors,
+            m.dkim.path,
+            if !m.spam.enabled {
+                "off"
+            } else if m.spam.shadow {
+                "shadow"
+            } else {
+                "on"
+            }
         )
     }
     fn run(
         limits: Limits,
-        listeners: Vec<Listener>,
+        listeners: Listeners,
         current: watch::Receiver<Arc<Shared>>,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = Result<(), ServeError>> + Send {

@@ -32,6 +32,41 @@ pub fn dmarc_reject(reply: &mut SmtpReply) -> Status {
     }
 }
 
+/// Makes `text` safe for an SMTP reply line: printable ASCII only, at
+/// most 200 characters.
+fn reply_text(text: &str) -> String {
+    text.chars()
+        // `%` would be a format directive to libmilter-style MTAs.
+        .map(|c| {
+            if (c.is_ascii_graphic() && c != '%') || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(200)
+        .collect()
+}
+
+/// The end-of-message reply for mail the spam scan rejects: `554 5.7.1`
+/// with the reason (the symbols that decided, or the GTUBE string), as
+/// the issue asks: "reject texts that tell the sender why".
+pub fn spam_reject(reply: &mut SmtpReply, text: &str) -> Status {
+    match reply.set_error_reply("554", Some("5.7.1"), [reply_text(text)]) {
+        Ok(()) => Status::Reject,
+        Err(_) => Status::Reject,
+    }
+}
+
+/// The end-of-message reply for greylisted mail: `451 4.7.1` (Rspamd:
+/// "Try again later"); the client retries after the greylist delay.
+pub fn spam_tempfail(reply: &mut SmtpReply, text: &str) -> Status {
+    match reply.set_error_reply("451", Some("4.7.1"), [reply_text(text)]) {
+        Ok(()) => Status::Tempfail,
+        Err(_) => Status::Tempfail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -41,5 +76,11 @@ mod tests {
         assert_eq!(failure(FailureAction::Accept), Status::Accept);
         assert_eq!(failure(FailureAction::Tempfail), Status::Tempfail);
         assert_eq!(failure(FailureAction::Reject), Status::Reject);
+    }
+
+    #[test]
+    fn reply_text_is_one_printable_line() {
+        assert_eq!(reply_text("a\r\nb\u{e4}"), "a??b?");
+        assert_eq!(reply_text(&"x".repeat(500)).len(), 200);
     }
 }

@@ -55,6 +55,48 @@ pub struct Verdict {
     pub dmarc: &'static str,
     /// The domain publishes `p=reject` and the message failed DMARC.
     pub is_dmarc_reject: bool,
+    /// SPF for MAIL FROM (`pass`, `fail`, ...); `None`: not checked (not
+    /// received over IP).
+    pub spf: Option<&'static str>,
+    /// One result word per DKIM signature.
+    pub dkim: Vec<&'static str>,
+    /// The From: domain's DMARC policy (`reject`, `quarantine`, `none`).
+    pub dmarc_policy: Option<&'static str>,
+}
+
+impl Verdict {
+    /// The results for spam scoring.
+    pub fn auth_results(&self) -> crate::spam::rules::AuthResults {
+        crate::spam::rules::AuthResults {
+            spf: self.spf,
+            dkim: self.dkim.clone(),
+            dmarc: (!self.from_domain.is_empty()).then_some(self.dmarc),
+            dmarc_policy: self.dmarc_policy,
+        }
+    }
+}
+
+fn spf_word(r: SpfResult) -> &'static str {
+    match r {
+        SpfResult::Pass => "pass",
+        SpfResult::Fail => "fail",
+        SpfResult::SoftFail => "softfail",
+        SpfResult::Neutral => "neutral",
+        SpfResult::TempError => "temperror",
+        SpfResult::PermError => "permerror",
+        SpfResult::None => "none",
+    }
+}
+
+fn dkim_word(r: &mail_auth::DkimResult) -> &'static str {
+    match r {
+        mail_auth::DkimResult::Pass => "pass",
+        mail_auth::DkimResult::Neutral(_) => "neutral",
+        mail_auth::DkimResult::Fail(_) => "fail",
+        mail_auth::DkimResult::PermError(_) => "permerror",
+        mail_auth::DkimResult::TempError(_) => "temperror",
+        mail_auth::DkimResult::None => "none",
+    }
 }
 
 /// Verifies incoming mail: the resolver and the settings.
@@ -83,33 +125,41 @@ pub fn default_authserv_id() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
+/// A resolver for `servers` (`[milterd].dns_servers`; empty:
+/// /etc/resolv.conf) whose queries time out after `timeout`. Answers are
+/// cached within their TTL.
+pub fn resolver(
+    servers: &[std::net::SocketAddr],
+    timeout: std::time::Duration,
+) -> Result<MessageAuthenticator, VerifyError> {
+    let (config, mut opts) = if servers.is_empty() {
+        read_system_conf().map_err(|e| VerifyError::Resolver(e.to_string()))?
+    } else {
+        let servers = servers
+            .iter()
+            .map(|a| {
+                let mut ns = NameServerConfig::udp_and_tcp(a.ip());
+                for c in &mut ns.connections {
+                    c.port = a.port();
+                }
+                ns
+            })
+            .collect();
+        (
+            ResolverConfig::from_parts(None, Vec::new(), servers),
+            ResolverOpts::default(),
+        )
+    };
+    opts.timeout = timeout;
+    MessageAuthenticator::new(config, opts).map_err(|e| VerifyError::Resolver(e.to_string()))
+}
+
 impl Verifier {
     /// Builds the resolver of `[milterd]` (`dns_servers`, or
     /// /etc/resolv.conf) with `dns_timeout` per query. Answers are cached
     /// by the resolver, within their TTL.
     pub fn new(cfg: &MilterdConfig) -> Result<Verifier, VerifyError> {
-        let (config, mut opts) = if cfg.dns_servers.is_empty() {
-            read_system_conf().map_err(|e| VerifyError::Resolver(e.to_string()))?
-        } else {
-            let servers = cfg
-                .dns_servers
-                .iter()
-                .map(|a| {
-                    let mut ns = NameServerConfig::udp_and_tcp(a.ip());
-                    for c in &mut ns.connections {
-                        c.port = a.port();
-                    }
-                    ns
-                })
-                .collect();
-            (
-                ResolverConfig::from_parts(None, Vec::new(), servers),
-                ResolverOpts::default(),
-            )
-        };
-        opts.timeout = cfg.dns_timeout;
-        let auth = MessageAuthenticator::new(config, opts)
-            .map_err(|e| VerifyError::Resolver(e.to_string()))?;
+        let auth = resolver(&cfg.dns_servers, cfg.dns_timeout)?;
         Ok(Verifier {
             auth,
             authserv_id: cfg
@@ -173,12 +223,16 @@ impl Verifier {
             r.spf_mail_from = Some(out);
         }
 
+        let spf = r.spf_mail_from.as_ref().map(|o| spf_word(o.result()));
         let Some(message) = AuthenticatedMessage::parse(raw) else {
             return Verdict {
                 header: format(host, &r),
                 from_domain: String::new(),
                 dmarc: "none",
                 is_dmarc_reject: false,
+                spf,
+                dkim: Vec::new(),
+                dmarc_policy: None,
             };
         };
         let from_domain = message
@@ -196,6 +250,8 @@ impl Verifier {
         // DMARC (RFC 7489 §6.6): aligned SPF or aligned DKIM.
         let mut is_dmarc_reject = false;
         let mut dmarc_result = "none";
+        let mut dmarc_policy = None;
+        let dkim_words: Vec<&'static str> = dkim.iter().map(|d| dkim_word(d.result())).collect();
         let dmarc = if from_domain.is_empty() {
             None
         } else {
@@ -216,6 +272,12 @@ impl Verifier {
             dmarc_result = dmarc_word(&result);
             is_dmarc_reject =
                 out.policy() == Policy::Reject && matches!(result, DmarcResult::Fail(_));
+            dmarc_policy = match out.policy() {
+                Policy::Reject => Some("reject"),
+                Policy::Quarantine => Some("quarantine"),
+                Policy::None => Some("none"),
+                Policy::Unspecified => None,
+            };
             Some(out)
         };
         r.dkim = Some(dkim);
@@ -225,6 +287,9 @@ impl Verifier {
             from_domain,
             dmarc: dmarc_result,
             is_dmarc_reject,
+            spf,
+            dkim: dkim_words,
+            dmarc_policy,
         }
     }
 }

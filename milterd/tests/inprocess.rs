@@ -96,6 +96,11 @@ impl Client {
         }
         self.macros(b'M', &m).await;
         self.send(b'M', b"<user1@example.org>\0").await;
+        // RCPT: negotiated without a reply (milterd keeps the recipients
+        // for greylisting).
+        self.macros(b'R', &[("{rcpt_addr}", "someone@remote.test")])
+            .await;
+        self.send(b'R', b"<someone@remote.test>\0").await;
         for (name, value) in headers {
             let mut d = name.as_bytes().to_vec();
             d.push(0);
@@ -192,7 +197,11 @@ async fn start(extra: &str, make_keys: bool) -> Milterd {
     let limits = cfg.milterd.service.limits;
     let done = tokio::spawn(async move {
         let _tx = _tx;
-        postwerk_milterd::run(limits, vec![listener], rx, async {
+        let listeners = postwerk_milterd::Listeners {
+            milter: vec![listener],
+            controller: Vec::new(),
+        };
+        postwerk_milterd::run(limits, listeners, rx, async {
             let _ = stopped.await;
         })
         .await
@@ -227,11 +236,11 @@ async fn negotiates_only_what_it_needs() {
     let (actions, opts) = c.negotiate().await;
     // ADDHDRS, CHGHDRS (forged Authentication-Results) and SETSYMLIST.
     assert_eq!(actions, 0x111, "{actions:#x}");
-    // NORCPT NODATA NOUNKNOWN, NR_CONN NR_HELO NR_MAIL NR_HDR NR_BODY,
+    // NODATA NOUNKNOWN, NR_CONN NR_HELO NR_MAIL NR_RCPT NR_HDR NR_BODY,
     // HDR_LEADSPC
     assert_eq!(
         opts,
-        0x8 | 0x200 | 0x100 | 0x1000 | 0x2000 | 0x4000 | 0x80 | 0x80000 | 0x100000,
+        0x200 | 0x100 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x80 | 0x80000 | 0x100000,
         "{opts:#x}"
     );
     drop(c);
@@ -460,4 +469,87 @@ fn key_files_of_rspamd_load() {
     // Rspamd's ed25519 format: the base64 seed on one line.
     let k = keys::parse(b"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").unwrap();
     assert_eq!(k.algo, Algo::Ed25519);
+}
+
+const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+
+#[tokio::test]
+async fn gtube_is_rejected_with_a_reason_and_stale_spam_headers_are_replaced() {
+    let m = start("[milterd.verify]\nenabled = false\n", true).await;
+    let mut c = Client::connect(m.port).await;
+    c.negotiate().await;
+    c.hello("mx.example.org").await;
+    let headers: &[(&str, &str)] = &[
+        ("From", " Someone <someone@remote.test>"),
+        ("Subject", " test"),
+        ("Date", " Mon, 01 Jun 2026 10:00:00 +0000"),
+        ("Message-ID", " <gtube1@remote.test>"),
+        ("X-Spam", " Yes"),
+    ];
+    assert_eq!(c.headers(None, headers).await, b'c');
+    let replies = c.finish(GTUBE).await;
+    let (code, data) = replies.last().unwrap();
+    assert_eq!(*code, b'y', "{replies:?}");
+    let text = String::from_utf8_lossy(data);
+    assert!(
+        text.starts_with("554 5.7.1 ") && text.contains("GTUBE"),
+        "{text}"
+    );
+    c.send(b'A', b"").await;
+
+    // A clean message in the same session: the sender's own X-Spam goes,
+    // ours (X-Spamd-Bar, X-Spam-Status, ...) are appended.
+    assert_eq!(c.headers(None, headers).await, b'c');
+    let replies = c.finish(b"Just a normal note about lunch.\r\n").await;
+    assert_eq!(replies.last().unwrap().0, b'a', "{replies:?}");
+    let removed: Vec<&[u8]> = replies
+        .iter()
+        .filter(|(c, _)| *c == b'm')
+        .map(|(_, d)| &d[4..])
+        .collect();
+    assert_eq!(removed, vec![&b"X-Spam\0\0"[..]], "{replies:?}");
+    let added: Vec<String> = replies
+        .iter()
+        .filter(|(c, _)| *c == b'h')
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect();
+    assert!(
+        added.iter().any(|h| h.starts_with("X-Spamd-Bar\0 /\0")),
+        "{added:?}"
+    );
+    assert!(
+        added
+            .iter()
+            .any(|h| h.starts_with("X-Spam-Status\0 No, score=")),
+        "{added:?}"
+    );
+    assert!(
+        !added.iter().any(|h| h.starts_with("X-Spam\0")),
+        "{added:?}"
+    );
+    drop(c);
+    m.stop().await;
+}
+
+#[tokio::test]
+async fn shadow_mode_scores_but_neither_rejects_nor_changes_headers() {
+    let m = start(
+        "[milterd.verify]\nenabled = false\n[milterd.spam]\nshadow = true\n",
+        true,
+    )
+    .await;
+    let mut c = Client::connect(m.port).await;
+    c.negotiate().await;
+    c.hello("mx.example.org").await;
+    let headers: &[(&str, &str)] = &[
+        ("From", " Someone <someone@remote.test>"),
+        ("Subject", " test"),
+        ("X-Spam-Status", " Yes, score=17.20"),
+    ];
+    assert_eq!(c.headers(None, headers).await, b'c');
+    let replies = c.finish(GTUBE).await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, b'a', "{replies:?}");
+    drop(c);
+    m.stop().await;
 }

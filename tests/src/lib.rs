@@ -31,6 +31,7 @@
 //! the Debian packages of scripts/install-deps.
 
 pub mod cli;
+pub mod corpus;
 pub mod daemon;
 pub mod db;
 pub mod dns;

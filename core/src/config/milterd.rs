@@ -3,6 +3,8 @@
 //! are read by milterd when it signs, so a missing key is a log line, not
 //! a refusal to start.
 
+pub mod spam;
+
 use super::ConfigError;
 use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
 use crate::service::ListenAddr;
@@ -279,6 +281,7 @@ daemon_raw! {
         pub dns_timeout: Option<String>,
         pub dkim: Option<RawDkim>,
         pub verify: Option<RawVerify>,
+        pub spam: Option<spam::RawSpam>,
     }
 }
 
@@ -357,6 +360,8 @@ pub struct MilterdConfig {
     pub dkim: DkimConfig,
     /// `[milterd.verify]`.
     pub verify: VerifyConfig,
+    /// `[milterd.spam]`.
+    pub spam: spam::SpamConfig,
 }
 
 fn action(
@@ -644,6 +649,10 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
         ),
         dkim: check_dkim(raw.dkim.as_ref().unwrap_or(&RawDkim::default()), errors),
         verify: check_verify(raw.verify.as_ref().unwrap_or(&RawVerify::default()), errors),
+        spam: spam::check(
+            raw.spam.as_ref().unwrap_or(&spam::RawSpam::default()),
+            errors,
+        ),
     }
 }
 
@@ -736,6 +745,7 @@ pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
             super::units::format_duration(v.timeout),
         ),
     ];
+    rows.extend(spam::describe(&m.spam));
     rows.extend(super::daemon::describe_service("milterd", &m.service));
     rows
 }
