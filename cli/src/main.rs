@@ -1,7 +1,9 @@
 //! `postwerk`: the admin command for the guide's vmail database — domains,
 //! accounts, aliases, TLS policies, password hashes — on SQLite, MariaDB or
 //! PostgreSQL. Replaces the guide's hand-written SQL inserts and
-//! `doveadm pw` copy-paste.
+//! `doveadm pw` copy-paste, and writes what the guide has the admin type by
+//! hand: DNS records (`postwerk dns`) and client autoconfig files
+//! (`postwerk autoconfig`).
 
 mod cmd;
 mod output;
@@ -59,6 +61,10 @@ enum Command {
     /// Check the configuration file
     #[command(subcommand)]
     Config(cmd::config::ConfigCmd),
+    /// Print the DNS records of a mail domain, or check them (--check)
+    Dns(cmd::dns::DnsArgs),
+    /// Write client autoconfig files (Thunderbird, Outlook, Apple) for every domain
+    Autoconfig(cmd::autoconfig::AutoconfigArgs),
 }
 
 fn main() -> ExitCode {
@@ -103,6 +109,8 @@ fn main() -> ExitCode {
             Command::Tlspolicy(c) => cmd::tlspolicy::run(&ctx, c).await,
             Command::Config(c) => cmd::config::run(&ctx, c).await,
             Command::Dkim(c) => cmd::dkim::run(&ctx, c).await,
+            Command::Dns(a) => cmd::dns::run(&ctx, a).await,
+            Command::Autoconfig(a) => cmd::autoconfig::run(&ctx, a).await,
             Command::Pw(_) => Ok(()),
         };
         ctx.close().await;

@@ -1,7 +1,8 @@
 //! A small authoritative DNS server on loopback for test zones (RFC 1035),
 //! so that SPF, DKIM and DMARC tests need no internet: UDP and TCP on
 //! 127.0.0.1 and one free port, answering TXT and A queries from a map the
-//! test gives. A name in the map with no record of the asked type gets an
+//! test gives, and MX, AAAA, CNAME, SRV and TLSA queries for the records
+//! `postwerk dns --check` reads (a CNAME is returned as is, not followed). A name in the map with no record of the asked type gets an
 //! empty NOERROR answer (NODATA); an unknown name gets NXDOMAIN; a name
 //! marked [`Dns::servfail`] gets SERVFAIL. UDP answers larger than the
 //! client's buffer (512 bytes, or its EDNS size) are truncated with TC set,
@@ -9,14 +10,19 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 const TYPE_A: u16 = 1;
+const TYPE_CNAME: u16 = 5;
+const TYPE_MX: u16 = 15;
 const TYPE_TXT: u16 = 16;
+const TYPE_AAAA: u16 = 28;
+const TYPE_SRV: u16 = 33;
+const TYPE_TLSA: u16 = 52;
 const TYPE_OPT: u16 = 41;
 const CLASS_IN: u16 = 1;
 const RCODE_SERVFAIL: u8 = 2;
@@ -29,13 +35,28 @@ const TTL: u32 = 60;
 struct Zone {
     txt: HashMap<String, Vec<String>>,
     a: HashMap<String, Vec<Ipv4Addr>>,
+    /// Records of the other types, as (name, type) → RDATA in wire form.
+    other: HashMap<(String, u16), Vec<Vec<u8>>>,
     servfail: Vec<String>,
 }
 
 impl Zone {
     fn has_name(&self, name: &str) -> bool {
-        self.txt.contains_key(name) || self.a.contains_key(name)
+        self.txt.contains_key(name)
+            || self.a.contains_key(name)
+            || self.other.keys().any(|(n, _)| n == name)
     }
+}
+
+/// A domain name in wire form, uncompressed (RFC 1035 §3.1).
+fn wire_name(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in key(name).split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
 }
 
 /// A running test DNS server.
@@ -102,6 +123,50 @@ impl Dns {
     /// Adds an A record.
     pub fn a(&self, name: &str, addr: Ipv4Addr) -> &Dns {
         self.lock().a.entry(key(name)).or_default().push(addr);
+        self
+    }
+
+    /// Adds an AAAA record.
+    pub fn aaaa(&self, name: &str, addr: Ipv6Addr) -> &Dns {
+        self.record(name, TYPE_AAAA, addr.octets().to_vec())
+    }
+
+    /// Adds an MX record.
+    pub fn mx(&self, name: &str, preference: u16, exchange: &str) -> &Dns {
+        let mut rdata = preference.to_be_bytes().to_vec();
+        rdata.extend(wire_name(exchange));
+        self.record(name, TYPE_MX, rdata)
+    }
+
+    /// Adds a CNAME record (answered for CNAME queries only; the server
+    /// does not follow it).
+    pub fn cname(&self, name: &str, target: &str) -> &Dns {
+        self.record(name, TYPE_CNAME, wire_name(target))
+    }
+
+    /// Adds an SRV record (RFC 2782).
+    pub fn srv(&self, name: &str, priority: u16, weight: u16, port: u16, target: &str) -> &Dns {
+        let mut rdata = Vec::new();
+        for v in [priority, weight, port] {
+            rdata.extend_from_slice(&v.to_be_bytes());
+        }
+        rdata.extend(wire_name(target));
+        self.record(name, TYPE_SRV, rdata)
+    }
+
+    /// Adds a TLSA record (RFC 6698 §2.1).
+    pub fn tlsa(&self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> &Dns {
+        let mut rdata = vec![usage, selector, matching];
+        rdata.extend_from_slice(data);
+        self.record(name, TYPE_TLSA, rdata)
+    }
+
+    fn record(&self, name: &str, rtype: u16, rdata: Vec<u8>) -> &Dns {
+        self.lock()
+            .other
+            .entry((key(name), rtype))
+            .or_default()
+            .push(rdata);
         self
     }
 
@@ -237,6 +302,10 @@ fn answer(query: &[u8], zone: &Zone, is_udp: bool) -> Option<Vec<u8>> {
             for a in zone.a.get(&k).into_iter().flatten() {
                 answers.push((TYPE_A, a.octets().to_vec()));
             }
+        } else {
+            for rdata in zone.other.get(&(k.clone(), qtype)).into_iter().flatten() {
+                answers.push((qtype, rdata.clone()));
+            }
         }
     }
     let build = |answers: &[(u16, Vec<u8>)], truncated: bool| {
@@ -306,5 +375,18 @@ mod tests {
         let r = answer(&query("big.test", TYPE_TXT), &zone, false).unwrap();
         assert_eq!(u16_at(&r, 6), Some(1));
         assert!(answer(&[1, 2, 3], &zone, true).is_none());
+    }
+
+    #[test]
+    fn other_types_answer_their_rdata() {
+        let mut zone = Zone::default();
+        zone.other
+            .insert(("a.test".into(), TYPE_MX), vec![vec![0, 5, 1, b'm', 0]]);
+        let r = answer(&query("a.test", TYPE_MX), &zone, true).unwrap();
+        assert_eq!(u16_at(&r, 6), Some(1));
+        assert!(r.ends_with(&[0, 5, 0, 5, 1, b'm', 0]));
+        let r = answer(&query("a.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!((r[3] & 0x0f, u16_at(&r, 6)), (0, Some(0)));
+        assert_eq!(wire_name("Mail.Example."), b"\x04mail\x07example\x00");
     }
 }

@@ -3,11 +3,14 @@
 
 pub mod account;
 pub mod alias;
+pub mod autoconfig;
 pub mod config;
 pub mod db;
 pub mod dkim;
+pub mod dns;
 pub mod domain;
 pub mod pw;
+pub mod server;
 pub mod tlspolicy;
 
 use anyhow::{Context, bail};

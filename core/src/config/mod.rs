@@ -12,6 +12,7 @@ pub mod policyd;
 pub mod ratelimit;
 pub mod raw;
 pub mod secret;
+pub mod server;
 pub mod units;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -35,7 +36,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// The sections a config file may contain.
 pub const SECTIONS: &[&str] = &[
-    "database", "log", "mail", "policyd", "authd", "lmtpd", "milterd",
+    "database", "log", "mail", "policyd", "authd", "lmtpd", "milterd", "server",
 ];
 
 /// `[database]`, validated.
@@ -111,6 +112,8 @@ pub struct Config {
     pub lmtpd: lmtpd::LmtpdConfig,
     /// `[milterd]`.
     pub milterd: milterd::MilterdConfig,
+    /// `[server]`.
+    pub server: server::ServerConfig,
     /// Keys the admin set (for marking defaults in `config check`).
     explicit: Vec<String>,
 }
@@ -198,6 +201,8 @@ impl Config {
         let lmtpd = lmtpd::check(&raw_lmtpd, &mut errors);
         let raw_milterd: milterd::Raw = section(&table, "milterd", &mut errors);
         let milterd = milterd::check(&raw_milterd, &mut errors);
+        let raw_server: server::Raw = section(&table, "server", &mut errors);
+        let server = server::check(&raw_server, &mut errors);
 
         let database = check_database(&raw_db, &mut errors);
         let log = LogConfig {
@@ -269,6 +274,7 @@ impl Config {
                 authd,
                 lmtpd,
                 milterd,
+                server,
                 explicit,
             }),
             _ => Err(ConfigErrors { file: None, errors }),
@@ -322,6 +328,7 @@ impl Config {
         rows.extend(authd::describe(&self.authd));
         rows.extend(lmtpd::describe(&self.lmtpd));
         rows.extend(milterd::describe(&self.milterd));
+        rows.extend(server::describe(&self.server));
         rows.into_iter()
             .map(|(k, v)| {
                 let set_by_admin = self
