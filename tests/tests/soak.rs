@@ -161,7 +161,7 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
         s.quit();
         // Every third round: a user submits (authd's SMTP AUTH, milterd
         // signs) and another reads over IMAP (Dovecot → authd's dict).
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             let from = USERS[(round as usize) % 3];
             let m = Message::new(from, &["user1@example.org"], &format!("submitted {round}"));
             let t = stack.submission(from, PASSWORD).send(&m);
