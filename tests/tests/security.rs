@@ -315,3 +315,96 @@ fn sockets_have_the_documented_modes() {
         }
     }
 }
+
+/// One Dovecot auth-client request on a fresh connection to `socket`, as
+/// Postfix sends it: returns the reply line (`OK\t1\t…` or `FAIL\t1\t…`).
+fn auth_plain(socket: &Path, user: &str, password: &str, ip: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    s.write_all(b"VERSION\t1\t2\nCPID\t4242\n").unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "handshake cut short");
+        if line == "DONE\n" {
+            break;
+        }
+    }
+    let resp = postwerk_tests::exec::run(
+        std::process::Command::new("base64").arg("-w0"),
+        Some(format!("\0{user}\0{password}").as_bytes()),
+        std::time::Duration::from_secs(5),
+    )
+    .stdout;
+    s.write_all(
+        format!(
+            "AUTH\t1\tPLAIN\tservice=smtp\tsecured\tlip=127.0.0.1\trip={ip}\tresp={}\n",
+            resp.trim()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// Two authd instances sharing Redis share the brute-force counters: the
+/// failures spread over both spend one budget, and the blocked account is
+/// refused on both, even with the right password.
+#[test]
+fn bruteforce_limit_holds_across_two_authd_sharing_redis() {
+    let dir = TestDir::new("security-bruteforce");
+    let db = Sqlite::fresh(&dir);
+    provision(&db);
+    let redis = postwerk_tests::redis::RedisPrefix::fresh();
+    let start = |name: &str| {
+        let sock = dir.join(format!("{name}.sock"));
+        let config = format!(
+            "[database]\nurl = \"{}\"\n[authd]\nauth_listen = [\"unix:{}\"]\nauth_failure_delay = \"0s\"\n\
+             bruteforce_account_failures = 3\nbruteforce_ip_failures = 1000\nbruteforce_backoff = \"60s\"\n\
+             redis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\n",
+            db.reader_url(),
+            sock.display(),
+            redis.prefix()
+        );
+        // Each instance in its own test directory: Daemon names its config
+        // and log after the binary.
+        let sub_dir = TestDir::new(&format!("security-bruteforce-{name}"));
+        let d = Daemon::start(
+            &sub_dir,
+            "postwerk-authd",
+            &config,
+            &[Ready::Unix(sock.clone())],
+        );
+        (sub_dir, d, sock)
+    };
+    let (_da, a, sock_a) = start("a");
+    let (_db, b, sock_b) = start("b");
+    let ip = "192.0.2.7";
+    // Positive control: the password is right.
+    assert!(auth_plain(&sock_a, "user2@example.org", PASSWORD, ip).starts_with("OK\t1\t"));
+    // Four wrong passwords for user1, alternating between the instances:
+    // more than the budget of 3, though each instance saw only 2.
+    for (i, sock) in [&sock_a, &sock_b, &sock_a, &sock_b].into_iter().enumerate() {
+        let r = auth_plain(sock, "user1@example.org", WRONG_PASSWORD, ip);
+        assert!(r.starts_with("FAIL\t1\t"), "attempt {i}: {r}");
+    }
+    // Now blocked on both instances, even with the right password.
+    for sock in [&sock_a, &sock_b] {
+        let r = auth_plain(sock, "user1@example.org", PASSWORD, ip);
+        assert!(
+            r.starts_with("FAIL\t1\t"),
+            "the account is not blocked on {}: {r}\n--- a ---\n{}\n--- b ---\n{}",
+            sock.display(),
+            a.log(),
+            b.log()
+        );
+    }
+    // Another account is unaffected.
+    assert!(auth_plain(&sock_b, "user2@example.org", PASSWORD, ip).starts_with("OK\t1\t"));
+    assert!(!redis.keys().is_empty(), "no brute-force state in Redis");
+}
