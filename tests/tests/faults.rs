@@ -75,8 +75,8 @@ impl Drop for TcpReader<'_> {
     }
 }
 
-/// Our three daemons (policyd for the maps, authd for SMTP AUTH and
-/// Dovecot's passdb/userdb, lmtpd for delivery) on `url`, wired into a
+/// Our daemons (policyd for the maps, authd for SMTP AUTH and Dovecot's
+/// passdb/userdb, lmtpd for delivery, optionally milterd), wired into a
 /// private Postfix and Dovecot as the guide's replacements.
 struct Mail {
     stack: Stack,
@@ -88,12 +88,10 @@ struct Mail {
     milterd: Option<(String, u16)>,
 }
 
-fn start_mail(dir: &TestDir, db: &dyn Database, url: &str, extra_main_cf: &[&str]) -> Mail {
-    start_mail_split(dir, db, url, url, extra_main_cf, None)
-}
-
-/// [`start_mail`] with lmtpd on its own database URL.
-fn start_mail_split(
+/// Starts them: policyd and authd on `url`, lmtpd on `lmtpd_url` (the
+/// same database, perhaps through another proxy), milterd when `milter_dns`
+/// is given; `extra_main_cf` lines go to Postfix's main.cf.
+fn start_mail(
     dir: &TestDir,
     db: &dyn Database,
     url: &str,
@@ -309,7 +307,7 @@ fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
     let mut lmtpd_proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
     // defer_transports holds queued mail, so that the test decides when
     // Postfix talks to lmtpd.
-    let mail = start_mail_split(
+    let mail = start_mail(
         &dir,
         &db,
         &reader.url_via(&proxy),
@@ -651,7 +649,7 @@ fn kill_9_of_each_daemon_under_load_loses_nothing() {
     provision(&db);
     let dns = postwerk_tests::dns::Dns::start();
     let url = db.reader_url();
-    let mut mail = start_mail_split(&dir, &db, &url, &url, &[], Some(dns.addr));
+    let mut mail = start_mail(&dir, &db, &url, &url, &[], Some(dns.addr));
     let port = mail.stack.postfix.smtp_port;
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
