@@ -39,6 +39,7 @@ pub mod dovecot;
 pub mod exec;
 pub mod guide;
 pub mod imap;
+pub mod load;
 pub mod net;
 pub mod postfix;
 pub mod redis;

@@ -48,18 +48,23 @@ impl Decoder for NetstringCodec {
     type Error = NetstringError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, NetstringError> {
-        let digits_max = self.max.to_string().len();
         let colon = match src.iter().position(|&b| b == b':') {
             Some(p) => p,
             None => {
-                // Not yet a complete prefix; but never buffer more digits than
-                // the largest allowed length has.
+                // Not yet a complete prefix. More digits only make the length
+                // larger, so refuse as soon as the digits so far exceed the
+                // limit, exactly as the complete prefix would be refused:
+                // the answer must not depend on how the bytes were segmented
+                // (leading zeros are allowed, as in Postfix's netstring.c).
                 if src.iter().any(|b| !b.is_ascii_digit()) {
                     return Err(NetstringError::BadLength);
                 }
-                if src.len() > digits_max {
+                let so_far = std::str::from_utf8(src)
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok());
+                if src.len() > 19 || so_far.is_some_and(|n| n > self.max) {
                     return Err(NetstringError::TooLong {
-                        declared: usize::MAX,
+                        declared: so_far.unwrap_or(usize::MAX),
                         max: self.max,
                     });
                 }
@@ -148,6 +153,25 @@ mod tests {
                     b"aliases alias@example.org".to_vec(),
                     b"aliases foo@bar".to_vec()
                 ]
+            );
+        }
+    }
+
+    // Found by fuzz/fuzz_targets/netstring.rs (input `0064:x,` in 2-byte
+    // chunks): a length prefix with leading zeros was refused as too long
+    // when its digits arrived before the colon, and accepted otherwise.
+    #[test]
+    fn leading_zeros_decode_the_same_in_every_chunk_size() {
+        let wire = b"0005:a b c,0064:";
+        for chunk in 1..=wire.len() {
+            let frames = decode_all(&mut NetstringCodec::new(100), wire, chunk).unwrap();
+            assert_eq!(frames, vec![b"a b c".to_vec()], "chunk {chunk}");
+        }
+        for chunk in 1..=6 {
+            let e = decode_all(&mut NetstringCodec::new(100), b"000101:", chunk).unwrap_err();
+            assert!(
+                matches!(e, NetstringError::TooLong { declared: 101, .. }),
+                "{e:?}"
             );
         }
     }
