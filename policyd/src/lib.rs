@@ -64,6 +64,7 @@
 //! postwerk(8), socketmap_table(5), tcp_table(5), access(5).
 
 pub mod lookup;
+pub mod mta_sts;
 pub mod policy_service;
 pub mod proto;
 pub mod ratelimit;
@@ -136,6 +137,16 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
                     .collect(),
                 s.max_age_days,
             )
+        }))
+        .with_mta_sts(p.mta_sts.as_ref().and_then(|m| {
+            mta_sts::MtaSts::new(mta_sts::Settings {
+                nameservers: m.nameservers.clone(),
+                ca_file: m.ca_file.clone(),
+                timeout: m.timeout,
+                check_interval: m.check_interval,
+            })
+            .map_err(|e| tracing::error!(error = %e, "MTA-STS cannot start; tls_policy answers from the table only"))
+            .ok()
         })),
     );
     lookup.start_change_watch(p.cache_check_interval);

@@ -128,6 +128,7 @@ pub struct Lookup {
     delimiter: String,
     username_chars: String,
     srs: Option<crate::srs::Srs>,
+    mta_sts: Option<crate::mta_sts::MtaSts>,
     timeout: Duration,
     cache_ttl: Duration,
     generation: AtomicU64,
@@ -156,6 +157,7 @@ impl Lookup {
             delimiter: delimiter.to_owned(),
             username_chars: DOVECOT_USERNAME_CHARS.to_owned(),
             srs: None,
+            mta_sts: None,
             timeout,
             cache_ttl,
             generation: AtomicU64::new(0),
@@ -174,6 +176,12 @@ impl Lookup {
     /// not found.
     pub fn with_srs(mut self, srs: Option<crate::srs::Srs>) -> Self {
         self.srs = srs;
+        self
+    }
+
+    /// MTA-STS for `tls_policy` keys without a `tlspolicies` row.
+    pub fn with_mta_sts(mut self, mta_sts: Option<crate::mta_sts::MtaSts>) -> Self {
+        self.mta_sts = mta_sts;
         self
     }
 
@@ -296,12 +304,21 @@ impl Lookup {
                 let Some(k) = tls_policy_key(key) else {
                     return Ok(None);
                 };
-                Ok(db.tls_policy(&k).await?.map(|p| match p.params {
-                    Some(params) if !params.trim().is_empty() => {
-                        format!("{} {}", p.policy, params.trim())
-                    }
-                    _ => p.policy.to_string(),
-                }))
+                if let Some(p) = db.tls_policy(&k).await? {
+                    return Ok(Some(match p.params {
+                        Some(params) if !params.trim().is_empty() => {
+                            format!("{} {}", p.policy, params.trim())
+                        }
+                        _ => p.policy.to_string(),
+                    }));
+                }
+                // A row always wins; without one, the domain's own MTA-STS
+                // policy (next hops such as [host]:port and .parent keys
+                // have none).
+                match &self.mta_sts {
+                    Some(sts) if !k.starts_with(['[', '.']) => Ok(sts.answer(&k).await),
+                    _ => Ok(None),
+                }
             }
             Map::SrsForward => {
                 // PostSRSd's rule: senders of our own domains (and the SRS

@@ -120,6 +120,12 @@ impl Dns {
         self
     }
 
+    /// Replaces the TXT records of `name` with `value`.
+    pub fn set_txt(&self, name: &str, value: &str) -> &Dns {
+        self.lock().txt.insert(key(name), vec![value.to_owned()]);
+        self
+    }
+
     /// Adds an A record.
     pub fn a(&self, name: &str, addr: Ipv4Addr) -> &Dns {
         self.lock().a.entry(key(name)).or_default().push(addr);

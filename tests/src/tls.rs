@@ -11,7 +11,7 @@ use crate::exec::{require, run};
 use crate::testdir::{TestDir, set_mode};
 
 /// Names the server certificate is valid for.
-pub const SERVER_NAMES: &[&str] = &["mail.example.org", "localhost"];
+pub const SERVER_NAMES: &[&str] = &["mail.example.org", "localhost", "mta-sts.example.net"];
 
 const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
 

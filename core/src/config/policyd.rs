@@ -61,7 +61,35 @@ daemon_raw! {
         pub quota_reply: Option<String>,
         pub ratelimit: Option<super::ratelimit::Raw>,
         pub srs: Option<RawSrs>,
+        pub mta_sts: Option<RawMtaSts>,
     }
+}
+
+/// Raw `[policyd.mta_sts]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMtaSts {
+    pub nameservers: Option<Vec<String>>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub timeout: Option<String>,
+    pub check_interval: Option<String>,
+}
+
+/// Validated `[policyd.mta_sts]`: MTA-STS for `tls_policy` lookups of
+/// domains without a `tlspolicies` row.
+#[derive(Debug, Clone)]
+pub struct MtaStsConfig {
+    /// DNS servers (`nameservers`, `IP` or `IP:PORT`); empty:
+    /// /etc/resolv.conf.
+    pub nameservers: Vec<std::net::SocketAddr>,
+    /// Extra trusted CAs (`ca_file`, PEM) besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Budget for one domain's DNS and HTTPS work (`timeout`, default 4s,
+    /// less than `lookup_timeout`).
+    pub timeout: Duration,
+    /// How often a cached policy's TXT record is checked again
+    /// (`check_interval`, default 5m).
+    pub check_interval: Duration,
 }
 
 /// Raw `[policyd.srs]`.
@@ -124,6 +152,8 @@ pub struct PolicydConfig {
     pub quota_reply: u16,
     /// `[policyd.srs]`, when set.
     pub srs: Option<SrsConfig>,
+    /// `[policyd.mta_sts]`, when set.
+    pub mta_sts: Option<MtaStsConfig>,
 }
 
 /// What the policy service checks about the envelope sender.
@@ -249,8 +279,13 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         }
     };
     let srs = raw.srs.as_ref().and_then(|r| check_srs(r, errors));
+    let mta_sts = raw
+        .mta_sts
+        .as_ref()
+        .map(|r| check_mta_sts(r, lookup_timeout, errors));
     PolicydConfig {
         srs,
+        mta_sts,
         quota_check: raw.quota_check.unwrap_or(true),
         quota_reply,
         sender_login_check,
@@ -263,6 +298,58 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> PolicydConfig {
         cache_check_interval,
         max_request,
         service: check_service("policyd", &raw.service(), DEFAULT_IDLE_TIMEOUT, errors),
+    }
+}
+
+fn check_mta_sts(
+    raw: &RawMtaSts,
+    lookup_timeout: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> MtaStsConfig {
+    let mut nameservers = Vec::new();
+    for s in raw.nameservers.as_deref().unwrap_or(&[]) {
+        match s
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+        {
+            Ok(a) => nameservers.push(a),
+            Err(_) => errors.push(ConfigError::new(
+                "[policyd.mta_sts].nameservers",
+                format!("`{s}` is not IP or IP:PORT"),
+            )),
+        }
+    }
+    if let Some(f) = &raw.ca_file
+        && let Err(e) = std::fs::metadata(f)
+    {
+        errors.push(ConfigError::new(
+            "[policyd.mta_sts].ca_file",
+            format!("cannot read {}: {e}", f.display()),
+        ));
+    }
+    let timeout = check_duration(
+        "[policyd.mta_sts].timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(4),
+        errors,
+    );
+    if timeout >= lookup_timeout {
+        errors.push(ConfigError::new(
+            "[policyd.mta_sts].timeout",
+            "must be less than [policyd].lookup_timeout, so a slow domain gets the default policy instead of a lookup timeout",
+        ));
+    }
+    let check_interval = check_duration(
+        "[policyd.mta_sts].check_interval",
+        raw.check_interval.as_deref(),
+        Duration::from_secs(300),
+        errors,
+    );
+    MtaStsConfig {
+        nameservers,
+        ca_file: raw.ca_file.clone(),
+        timeout,
+        check_interval,
     }
 }
 
@@ -397,6 +484,17 @@ pub fn describe(p: &PolicydConfig) -> Vec<(String, String)> {
         (
             "[policyd].quota_reply".to_owned(),
             p.quota_reply.to_string(),
+        ),
+        (
+            "[policyd.mta_sts]".to_owned(),
+            match &p.mta_sts {
+                Some(m) => format!(
+                    "on, timeout {}, TXT checked every {}",
+                    super::units::format_duration(m.timeout),
+                    super::units::format_duration(m.check_interval)
+                ),
+                None => "off".to_owned(),
+            },
         ),
         (
             "[policyd.srs]".to_owned(),
