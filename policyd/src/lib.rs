@@ -128,16 +128,19 @@ pub fn shared(cfg: &Config) -> Result<Arc<Shared>, postwerk_core::db::DbError> {
             p.cache_ttl,
         )
         .with_username_chars(&cfg.mail.username_chars)
-        .with_srs(p.srs.as_ref().map(|s| {
-            srs::Srs::new(
-                &s.domain,
-                s.secrets
-                    .iter()
-                    .map(|x| x.expose().as_bytes().to_vec())
-                    .collect(),
-                s.max_age_days,
-            )
-        }))
+        .with_srs(
+            p.srs.as_ref().map(|s| {
+                srs::Srs::new(
+                    &s.domain,
+                    s.secrets
+                        .iter()
+                        .map(|x| x.expose().as_bytes().to_vec())
+                        .collect(),
+                    s.max_age_days,
+                )
+            }),
+            p.srs.as_ref().and_then(|s| s.reinject.clone()),
+        )
         .with_mta_sts(p.mta_sts.as_ref().and_then(|m| {
             mta_sts::MtaSts::new(mta_sts::Settings {
                 nameservers: m.nameservers.clone(),

@@ -49,11 +49,15 @@ pub enum Map {
     SrsForward,
     /// `srs_reverse` (PostSRSd's `reverse`): `recipient_canonical_maps`.
     SrsReverse,
+    /// `srs_transport`: `sender_dependent_default_transport_maps`, sends
+    /// mail of foreign senders that leaves for foreign domains through the
+    /// SRS reinjection service, so only forwarded mail is rewritten.
+    SrsTransport,
 }
 
 impl Map {
     /// Every map.
-    pub const ALL: [Map; 8] = [
+    pub const ALL: [Map; 9] = [
         Map::Domains,
         Map::Mailboxes,
         Map::Aliases,
@@ -62,6 +66,7 @@ impl Map {
         Map::TlsPolicy,
         Map::SrsForward,
         Map::SrsReverse,
+        Map::SrsTransport,
     ];
 
     /// The canonical name.
@@ -75,6 +80,7 @@ impl Map {
             Map::TlsPolicy => "tls_policy",
             Map::SrsForward => "srs_forward",
             Map::SrsReverse => "srs_reverse",
+            Map::SrsTransport => "srs_transport",
         }
     }
 
@@ -92,6 +98,7 @@ impl Map {
             "tls_policy" | "tlspolicy" => Map::TlsPolicy,
             "srs_forward" | "forward" => Map::SrsForward,
             "srs_reverse" | "reverse" => Map::SrsReverse,
+            "srs_transport" => Map::SrsTransport,
             _ => return None,
         })
     }
@@ -128,6 +135,7 @@ pub struct Lookup {
     delimiter: String,
     username_chars: String,
     srs: Option<crate::srs::Srs>,
+    srs_reinject: Option<String>,
     mta_sts: Option<crate::mta_sts::MtaSts>,
     timeout: Duration,
     cache_ttl: Duration,
@@ -157,6 +165,7 @@ impl Lookup {
             delimiter: delimiter.to_owned(),
             username_chars: DOVECOT_USERNAME_CHARS.to_owned(),
             srs: None,
+            srs_reinject: None,
             mta_sts: None,
             timeout,
             cache_ttl,
@@ -174,9 +183,22 @@ impl Lookup {
 
     /// The SRS maps' signer (`[policyd.srs]`); without it they answer
     /// not found.
-    pub fn with_srs(mut self, srs: Option<crate::srs::Srs>) -> Self {
+    pub fn with_srs(mut self, srs: Option<crate::srs::Srs>, reinject: Option<String>) -> Self {
         self.srs = srs;
+        self.srs_reinject = reinject;
         self
+    }
+
+    /// Whether `sender` is one SRS rewrites: of a domain that is neither
+    /// ours nor the SRS domain (PostSRSd's rule).
+    async fn srs_rewrites(&self, srs: &crate::srs::Srs, sender: &str) -> Result<bool, DbError> {
+        let Some((_, domain)) = sender.rsplit_once('@') else {
+            return Ok(false);
+        };
+        let Ok(domain) = normalize_domain(domain) else {
+            return Ok(false);
+        };
+        Ok(domain != srs.domain() && !self.domain_known(&domain).await?)
     }
 
     /// MTA-STS for `tls_policy` keys without a `tlspolicies` row.
@@ -326,16 +348,16 @@ impl Lookup {
                 let Some(srs) = &self.srs else {
                     return Ok(None);
                 };
-                let Some((_, domain)) = key.rsplit_once('@') else {
-                    return Ok(None);
-                };
-                let Ok(domain) = normalize_domain(domain) else {
-                    return Ok(None);
-                };
-                if domain == srs.domain() || self.db.domain_exists(&domain).await? {
+                if !self.srs_rewrites(srs, key).await? {
                     return Ok(None);
                 }
                 Ok(srs.forward(key, std::time::SystemTime::now()))
+            }
+            Map::SrsTransport => {
+                let (Some(srs), Some(reinject)) = (&self.srs, &self.srs_reinject) else {
+                    return Ok(None);
+                };
+                Ok(self.srs_rewrites(srs, key).await?.then(|| reinject.clone()))
             }
             Map::SrsReverse => {
                 let Some(srs) = &self.srs else {

@@ -125,6 +125,9 @@ pub struct Config {
     /// Lines appended to main.cf (a later line overrides the guide's value
     /// of the same parameter), for a test that needs one change.
     pub extra_main_cf: Vec<String>,
+    /// Services appended to master.cf (whole entries with their `-o`
+    /// lines).
+    pub extra_master_cf: Vec<String>,
 }
 
 impl Config {
@@ -138,6 +141,7 @@ impl Config {
             milters: None,
             myhostname: "mail.example.org".to_owned(),
             extra_main_cf: Vec::new(),
+            extra_master_cf: Vec::new(),
         }
     }
 }
@@ -255,11 +259,15 @@ impl Postfix {
             }
         }
         dir.write("postfix/etc/main.cf", main_cf, 0o644);
-        dir.write(
-            "postfix/etc/master.cf",
-            POSTFIX_MASTER_CF.render(&vars),
-            0o644,
-        );
+        let mut master_cf = POSTFIX_MASTER_CF.render(&vars);
+        if !config.extra_master_cf.is_empty() {
+            master_cf.push_str("\n# TEST: added by this test\n");
+            for entry in &config.extra_master_cf {
+                master_cf.push_str(entry);
+                master_cf.push('\n');
+            }
+        }
+        dir.write("postfix/etc/master.cf", master_cf, 0o644);
         dir.write(
             "postfix/etc/submission_header_cleanup",
             POSTFIX_SUBMISSION_HEADER_CLEANUP.text,

@@ -258,3 +258,92 @@ fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
     );
     drop(postsrsd);
 }
+
+/// With `srs_transport` and the reinjection service of
+/// `contrib/postfix/master.cf.srs`, only mail that leaves for a foreign
+/// domain is rewritten: forwarded mail gets the SRS0 sender, mail a local
+/// mailbox receives keeps its Return-Path.
+#[test]
+fn only_forwarded_mail_is_rewritten_through_the_reinjection_service() {
+    let dir = TestDir::new("srs-reinject");
+    let db = Sqlite::fresh(&dir);
+    let pw = Postwerk::new(&db.url());
+    pw.run(&["db", "init"], None);
+    pw.run(&["domain", "add", "example.org"], None);
+    pw.run(
+        &["account", "add", "user1@example.org", "--password-stdin"],
+        Some("local pw\n"),
+    );
+    pw.run(
+        &["alias", "add", "fwd@example.org", "friend@foreign.example"],
+        None,
+    );
+    db.grant_readers();
+    let secret_file = dir.write("srs.secret", format!("{SECRET}\n"), 0o600);
+
+    let (_sink, sink_port, dump) = start_sink(&dir);
+    let reinject_port = free_port();
+    let (daemon, socket) = start_policyd(
+        &dir,
+        &db,
+        &format!(
+            "\n[policyd.srs]\ndomain = \"example.org\"\nsecret_file = \"{}\"\nreinject = \"smtp:[127.0.0.1]:{reinject_port}\"\n",
+            secret_file.display()
+        ),
+    );
+    let sm = |map: &str| format!("socketmap:unix:{}:{map}", socket.display());
+    let mut config = postfix::Config::guide(Maps::socketmap(&format!("unix:{}", socket.display())));
+    config.extra_main_cf = vec![
+        format!("relayhost = [127.0.0.1]:{sink_port}"),
+        "smtp_tls_security_level = may".to_owned(),
+        format!(
+            "sender_dependent_default_transport_maps = {}",
+            sm("srs_transport")
+        ),
+        format!("recipient_canonical_maps = {}", sm("srs_reverse")),
+        "recipient_canonical_classes = envelope_recipient, header_recipient".to_owned(),
+    ];
+    // contrib/postfix/master.cf.srs, with a free port.
+    let master = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/postfix/master.cf.srs"),
+    )
+    .unwrap()
+    .replace("127.0.0.1:10027", &format!("127.0.0.1:{reinject_port}"))
+    .replace(
+        "unix:private/policyd",
+        &format!("unix:{}", socket.display()),
+    );
+    config.extra_master_cf = vec![master];
+    let stack = Stack::start_with_config(&dir, &db, config, Some(daemon));
+
+    let fwd = Message::new("alice@sender.example", &["fwd@example.org"], "forwarded");
+    assert!(stack.inbound().send(&fwd).is_accepted());
+    let env = sunk(&stack, &dump, &fwd.token);
+    assert!(
+        env.contains("X-Rcpt-Args: <friend@foreign.example>"),
+        "{env}"
+    );
+    assert!(
+        env.contains("X-Mail-Args: <SRS0=") && env.contains("=sender.example=alice@example.org>"),
+        "forwarded mail leaves with an SRS sender: {env}"
+    );
+
+    let local = Message::new("alice@sender.example", &["user1@example.org"], "local");
+    assert!(stack.inbound().send(&local).is_accepted());
+    match stack.imap.fetch(
+        "user1@example.org",
+        "local pw",
+        "INBOX",
+        &local.message_id,
+        Duration::from_secs(30),
+    ) {
+        postwerk_tests::imap::Fetch::Found { message, .. } => assert!(
+            message.contains("Return-Path: <alice@sender.example>"),
+            "local delivery keeps the sender:\n{message}"
+        ),
+        other => panic!(
+            "the local message did not arrive: {other:?}\n{}",
+            stack.postfix.maillog()
+        ),
+    }
+}

@@ -44,6 +44,7 @@ pub const MAP_NAMES: &[&str] = &[
     "forward",
     "srs_reverse",
     "reverse",
+    "srs_transport",
 ];
 
 daemon_raw! {
@@ -99,6 +100,7 @@ pub struct RawSrs {
     pub domain: Option<String>,
     pub secret_file: Option<std::path::PathBuf>,
     pub max_age: Option<u32>,
+    pub reinject: Option<String>,
 }
 
 /// Validated `[policyd.srs]`: the Sender Rewriting Scheme maps.
@@ -113,6 +115,11 @@ pub struct SrsConfig {
     /// Days an SRS address stays valid (`max_age`, default 21 as
     /// PostSRSd).
     pub max_age_days: u32,
+    /// The `srs_transport` map's answer for mail of foreign senders to
+    /// foreign recipients (`reinject`, e.g. `smtp:[127.0.0.1]:10027`): the
+    /// Postfix service that applies `srs_forward` to exactly that mail
+    /// (see contrib/postfix/master.cf.srs). `None`: the map is empty.
+    pub reinject: Option<String>,
 }
 
 /// Validated `[policyd]`.
@@ -412,7 +419,17 @@ fn check_srs(raw: &RawSrs, errors: &mut Vec<ConfigError>) -> Option<SrsConfig> {
             format!("{max_age_days} days is out of range; allowed 1 to 1000"),
         ));
     }
+    let reinject = raw.reinject.clone();
+    if let Some(r) = &reinject
+        && (r.trim().is_empty() || !r.contains(':') || r.chars().any(char::is_whitespace))
+    {
+        errors.push(ConfigError::new(
+            "[policyd.srs].reinject",
+            format!("`{r}` is not a Postfix transport:nexthop such as \"smtp:[127.0.0.1]:10027\""),
+        ));
+    }
     Some(SrsConfig {
+        reinject,
         domain: domain?,
         secrets: secrets?,
         max_age_days,
