@@ -131,10 +131,40 @@ fn tcp_table(port: u16, key: &str) -> String {
     String::from_utf8_lossy(&buf[..n]).trim().to_owned()
 }
 
-#[test]
-fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
-    let dir = TestDir::new("srs");
-    let db = Sqlite::fresh(&dir);
+/// policyd with `[policyd.srs]` (plus `extra` lines) and a Postfix config
+/// on its maps that relays every foreign recipient to a fresh smtp-sink
+/// (returned with its dump prefix).
+fn start_srs(
+    dir: &TestDir,
+    db: &Sqlite,
+    secret_file: &std::path::Path,
+    extra: &str,
+) -> (
+    postwerk_tests::daemon::Daemon,
+    std::path::PathBuf,
+    postfix::Config,
+    (Killed, std::path::PathBuf),
+) {
+    let (sink, sink_port, dump) = start_sink(dir);
+    let (daemon, socket) = start_policyd(
+        dir,
+        db,
+        &format!(
+            "\n[policyd.srs]\ndomain = \"example.org\"\nsecret_file = \"{}\"\n{extra}",
+            secret_file.display()
+        ),
+    );
+    let mut config = postfix::Config::guide(Maps::socketmap(&format!("unix:{}", socket.display())));
+    config.extra_main_cf = vec![
+        format!("relayhost = [127.0.0.1]:{sink_port}"),
+        "smtp_tls_security_level = may".to_owned(),
+    ];
+    (daemon, socket, config, (sink, dump))
+}
+
+/// Our domain, the account `user1@` (password `pw`) and the alias `fwd@`
+/// to a foreign address; returns the SRS secret file.
+fn provision(dir: &TestDir, db: &Sqlite) -> std::path::PathBuf {
     let pw = Postwerk::new(&db.url());
     pw.run(&["db", "init"], None);
     pw.run(&["domain", "add", "example.org"], None);
@@ -147,28 +177,25 @@ fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
         None,
     );
     db.grant_readers();
-    let secret_file = dir.write("srs.secret", format!("{SECRET}\n"), 0o600);
+    dir.write("srs.secret", format!("{SECRET}\n"), 0o600)
+}
 
-    let (_sink, sink_port, dump) = start_sink(&dir);
-    let (daemon, socket) = start_policyd(
-        &dir,
-        &db,
-        &format!(
-            "\n[policyd.srs]\ndomain = \"example.org\"\nsecret_file = \"{}\"\n",
-            secret_file.display()
-        ),
-    );
+#[test]
+fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
+    let dir = TestDir::new("srs");
+    let db = Sqlite::fresh(&dir);
+    let secret_file = provision(&dir, &db);
+
+    let (daemon, socket, mut config, sink) = start_srs(&dir, &db, &secret_file, "");
+    let (_sink, dump) = (sink.0, sink.1);
     let sm = |map: &str| format!("socketmap:unix:{}:{map}", socket.display());
-    let mut config = postfix::Config::guide(Maps::socketmap(&format!("unix:{}", socket.display())));
-    config.extra_main_cf = vec![
-        format!("relayhost = [127.0.0.1]:{sink_port}"),
-        "smtp_tls_security_level = may".to_owned(),
+    config.extra_main_cf.extend([
         // PostSRSd's documented lines, with policyd's socket.
         format!("sender_canonical_maps = {}", sm("forward")),
         "sender_canonical_classes = envelope_sender".to_owned(),
         format!("recipient_canonical_maps = {}", sm("reverse")),
         "recipient_canonical_classes = envelope_recipient, header_recipient".to_owned(),
-    ];
+    ]);
     let stack = Stack::start_with_config(&dir, &db, config, Some(daemon));
 
     // Forwarded through the alias: the envelope sender becomes SRS0.
@@ -267,42 +294,25 @@ fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
 fn only_forwarded_mail_is_rewritten_through_the_reinjection_service() {
     let dir = TestDir::new("srs-reinject");
     let db = Sqlite::fresh(&dir);
-    let pw = Postwerk::new(&db.url());
-    pw.run(&["db", "init"], None);
-    pw.run(&["domain", "add", "example.org"], None);
-    pw.run(
-        &["account", "add", "user1@example.org", "--password-stdin"],
-        Some("local pw\n"),
-    );
-    pw.run(
-        &["alias", "add", "fwd@example.org", "friend@foreign.example"],
-        None,
-    );
-    db.grant_readers();
-    let secret_file = dir.write("srs.secret", format!("{SECRET}\n"), 0o600);
+    let secret_file = provision(&dir, &db);
 
-    let (_sink, sink_port, dump) = start_sink(&dir);
     let reinject_port = free_port();
-    let (daemon, socket) = start_policyd(
+    let (daemon, socket, mut config, sink) = start_srs(
         &dir,
         &db,
-        &format!(
-            "\n[policyd.srs]\ndomain = \"example.org\"\nsecret_file = \"{}\"\nreinject = \"smtp:[127.0.0.1]:{reinject_port}\"\n",
-            secret_file.display()
-        ),
+        &secret_file,
+        &format!("reinject = \"smtp:[127.0.0.1]:{reinject_port}\"\n"),
     );
+    let (_sink, dump) = (sink.0, sink.1);
     let sm = |map: &str| format!("socketmap:unix:{}:{map}", socket.display());
-    let mut config = postfix::Config::guide(Maps::socketmap(&format!("unix:{}", socket.display())));
-    config.extra_main_cf = vec![
-        format!("relayhost = [127.0.0.1]:{sink_port}"),
-        "smtp_tls_security_level = may".to_owned(),
+    config.extra_main_cf.extend([
         format!(
             "sender_dependent_default_transport_maps = {}",
             sm("srs_transport")
         ),
         format!("recipient_canonical_maps = {}", sm("srs_reverse")),
         "recipient_canonical_classes = envelope_recipient, header_recipient".to_owned(),
-    ];
+    ]);
     // contrib/postfix/master.cf.srs, with a free port.
     let master = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/postfix/master.cf.srs"),
@@ -332,7 +342,7 @@ fn only_forwarded_mail_is_rewritten_through_the_reinjection_service() {
     assert!(stack.inbound().send(&local).is_accepted());
     match stack.imap.fetch(
         "user1@example.org",
-        "local pw",
+        "pw",
         "INBOX",
         &local.message_id,
         Duration::from_secs(30),
