@@ -65,13 +65,17 @@ enum Command {
     Dns(cmd::dns::DnsArgs),
     /// Write client autoconfig files (Thunderbird, Outlook, Apple) for every domain
     Autoconfig(cmd::autoconfig::AutoconfigArgs),
+    /// Print the postwerk.toml tables equivalent to Rspamd's local.d/override.d settings
+    ImportRspamd(cmd::import_rspamd::ImportRspamdArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Pw(args) = cli.command {
-        return report(cmd::pw::run(args));
-    }
+    let cli = match cli.command {
+        Command::Pw(args) => return report(cmd::pw::run(args)),
+        Command::ImportRspamd(args) => return report(cmd::import_rspamd::run(args)),
+        command => Cli { command, ..cli },
+    };
     let cfg = match Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -111,7 +115,7 @@ fn main() -> ExitCode {
             Command::Dkim(c) => cmd::dkim::run(&ctx, c).await,
             Command::Dns(a) => cmd::dns::run(&ctx, a).await,
             Command::Autoconfig(a) => cmd::autoconfig::run(&ctx, a).await,
-            Command::Pw(_) => Ok(()),
+            Command::Pw(_) | Command::ImportRspamd(_) => Ok(()),
         };
         ctx.close().await;
         r

@@ -9,6 +9,7 @@ pub mod db;
 pub mod dkim;
 pub mod dns;
 pub mod domain;
+pub mod import_rspamd;
 pub mod pw;
 pub mod server;
 pub mod tlspolicy;
