@@ -6,9 +6,12 @@
 //!   hash: a first login),
 //! * `postwerk-authd` with the login cache on (repeat logins: a mail client
 //!   reconnecting with the same password),
-//! * a private Dovecot 2.3 auth service (`passwd-file` passdb with the same
-//!   hashes, no auth cache, as in the guide),
+//! * a private Dovecot 2.3 auth service with the guide's SQL passdb
+//!   (`dovecot-sql.conf`'s password_query on MariaDB, no auth cache, as in
+//!   the guide) — the anchor — and with a `passwd-file` passdb (no
+//!   database at all, the fastest Dovecot can be),
 //!
+//! with authd on the same MariaDB database as the anchor (and on SQLite),
 //! next to the raw SHA512-CRYPT verification rate on 1 and 2 threads.
 //! Prints a table; asserts nothing about time (STYLE.md §7.8).
 //!
@@ -176,7 +179,70 @@ socket_mode = \"0600\"\nlogin_cache_ttl = \"{cache_ttl}\"\n",
     (p, sock)
 }
 
-fn dovecot(dir: &Path, stored: &str) -> (Proc, PathBuf) {
+/// A fresh MariaDB database with the vmail schema and `USERS` accounts;
+/// returns (database name, postwerk URL). Dropped by [`drop_mariadb`].
+async fn mariadb(stored: &str) -> (String, String) {
+    let name = format!("postwerk_authbench_{}", std::process::id());
+    let out = Command::new("mariadb")
+        .args(["-uroot", "-e"])
+        .arg(format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
+        .output()
+        .expect("run mariadb (is mariadb-client installed and the server running?)");
+    assert!(out.status.success(), "{out:?}");
+    let url = format!("mysql://root@127.0.0.1:3306/{name}");
+    add_accounts(&url, stored, true).await;
+    (name, url)
+}
+
+fn drop_mariadb(name: &str) {
+    let _ = Command::new("mariadb")
+        .args(["-uroot", "-e"])
+        .arg(format!("DROP DATABASE IF EXISTS {name}"))
+        .output();
+}
+
+/// `USERS` accounts `u<i>@example.org` with the hash `stored`.
+async fn add_accounts(url: &str, stored: &str, init: bool) {
+    use postwerk_core::config::{DatabaseConfig, Secret};
+    use postwerk_core::db::{Account, Db};
+    let db = Db::connect_lazy(&DatabaseConfig::from_url(url).unwrap(), true).unwrap();
+    if init {
+        db.init_schema().await.unwrap();
+        db.domain_add("example.org").await.unwrap();
+    }
+    for i in 0..USERS {
+        db.account_add(&Account {
+            username: format!("u{i}"),
+            domain: "example.org".into(),
+            password: Secret::new(stored),
+            quota_mb: 0,
+            enabled: true,
+            sendonly: false,
+        })
+        .await
+        .unwrap();
+    }
+    db.close().await;
+}
+
+/// Dovecot's passdb block for the guide's SQL on MariaDB database `name`.
+fn guide_sql_passdb(dir: &Path, name: &str) -> String {
+    let conf = dir.join("dovecot-sql.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "driver = mysql
+connect = \"host=127.0.0.1 port=3306 dbname={name} user=root\"
+default_pass_scheme = SHA512-CRYPT
+password_query = SELECT username AS user, domain, password FROM accounts WHERE username = '%Ln' AND domain = '%Ld' and enabled = true;
+"
+        ),
+    )
+    .unwrap();
+    format!("passdb {{\n  driver = sql\n  args = {}\n}}\n", conf.display())
+}
+
+fn dovecot_passwd_file(dir: &Path, stored: &str) -> String {
     let stored = if stored.starts_with('{') {
         stored.to_owned()
     } else {
@@ -186,18 +252,27 @@ fn dovecot(dir: &Path, stored: &str) -> (Proc, PathBuf) {
         .map(|i| format!("u{i}@example.org:{stored}\n"))
         .collect();
     std::fs::write(dir.join("passwd"), passwd).unwrap();
+    format!(
+        "passdb {{\n  driver = passwd-file\n  args = {}/passwd\n}}\n",
+        dir.display()
+    )
+}
+
+/// A private Dovecot auth service in `dir` with `passdb` (a config block).
+fn dovecot(dir: &Path, passdb: &str) -> (Proc, PathBuf) {
     std::fs::create_dir_all(dir.join("run")).unwrap();
     let conf = dir.join("dovecot.conf");
     let p = dir.display();
     std::fs::write(
         &conf,
         format!(
-            "base_dir = {p}/run\ninstance_name = postwerk-authd-bench-{pid}\nstate_dir = {p}/run\n\
+            "base_dir = {p}/run\ninstance_name = postwerk-authd-bench-{pid}-{tag}\nstate_dir = {p}/run\n\
 log_path = {p}/dovecot.log\nprotocols =\nssl = no\ndisable_plaintext_auth = no\n\
 auth_mechanisms = plain login\nauth_username_format = %Lu\n\
-passdb {{\n  driver = passwd-file\n  args = {p}/passwd\n}}\n\
+{passdb}\
 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}}\n",
-            pid = std::process::id()
+            pid = std::process::id(),
+            tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
         ),
     )
     .unwrap();
@@ -222,28 +297,17 @@ async fn main() {
     let path = dir.path();
     let url = common::vmail_db(path).await;
     let stored = hash(PASSWORD.as_bytes(), Scheme::Sha512Crypt).unwrap();
-    // USERS accounts sharing the fixture's password, as SHA512-CRYPT.
-    {
-        use postwerk_core::config::{DatabaseConfig, Secret};
-        use postwerk_core::db::{Account, Db};
-        let db = Db::connect_lazy(&DatabaseConfig::from_url(&url).unwrap(), true).unwrap();
-        for i in 0..USERS {
-            db.account_add(&Account {
-                username: format!("u{i}"),
-                domain: "example.org".into(),
-                password: Secret::new(&stored),
-                quota_mb: 0,
-                enabled: true,
-                sendonly: false,
-            })
-            .await
-            .unwrap();
-        }
-        db.close().await;
-    }
-    let (_first, first_sock) = authd(path, "authd-first", &url, "0s");
-    let (_repeat, repeat_sock) = authd(path, "authd-repeat", &url, "60s");
-    let (_dovecot, dovecot_sock) = dovecot(path, &stored);
+    add_accounts(&url, &stored, false).await;
+    let (maria_name, maria_url) = mariadb(&stored).await;
+    let (_first, first_sock) = authd(path, "authd-first", &maria_url, "0s");
+    let (_repeat, repeat_sock) = authd(path, "authd-repeat", &maria_url, "60s");
+    let (_sqlite, sqlite_sock) = authd(path, "authd-sqlite", &url, "0s");
+    let sql_dir = path.join("dovecot-sql");
+    let file_dir = path.join("dovecot-file");
+    std::fs::create_dir_all(&sql_dir).unwrap();
+    std::fs::create_dir_all(&file_dir).unwrap();
+    let (_dc_sql, sql_sock) = dovecot(&sql_dir, &guide_sql_passdb(&sql_dir, &maria_name));
+    let (_dc_file, file_sock) = dovecot(&file_dir, &dovecot_passwd_file(&file_dir, &stored));
 
     println!(
         "SHA512-CRYPT raw verify: {:.0}/s on 1 thread, {:.0}/s on 2 threads ({} cores)",
@@ -251,18 +315,29 @@ async fn main() {
         raw_verify_rate(2, &stored),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    println!("successful logins/s over the auth-client protocol; first = every login verifies the hash, repeat = login cache on");
     println!(
-        "{:>5} | {:>16} | {:>18} | {:>14} | {:>8} | {:>8}",
-        "conns", "authd first /s", "authd repeat /s", "dovecot /s", "first/dc", "repeat/dc"
+        "{:>5} | {:>18} | {:>18} | {:>16} | {:>18} | {:>16} | {:>9} | {:>9}",
+        "conns",
+        "authd MariaDB first",
+        "authd MariaDB repeat",
+        "authd SQLite first",
+        "Dovecot SQL MariaDB",
+        "Dovecot passwd-file",
+        "first/sql",
+        "repeat/sql"
     );
     for n in CONNECTIONS {
         let first = rate(&first_sock, n).await;
         let repeat = rate(&repeat_sock, n).await;
-        let dc = rate(&dovecot_sock, n).await;
+        let sqlite = rate(&sqlite_sock, n).await;
+        let dc_sql = rate(&sql_sock, n).await;
+        let dc_file = rate(&file_sock, n).await;
         println!(
-            "{n:>5} | {first:>16.0} | {repeat:>18.0} | {dc:>14.0} | {:>8.2} | {:>8.1}",
-            first / dc,
-            repeat / dc
+            "{n:>5} | {first:>18.0} | {repeat:>18.0} | {sqlite:>16.0} | {dc_sql:>18.0} | {dc_file:>16.0} | {:>9.2} | {:>9.1}",
+            first / dc_sql,
+            repeat / dc_sql
         );
     }
+    drop_mariadb(&maria_name);
 }
