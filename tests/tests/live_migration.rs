@@ -1,15 +1,16 @@
 //! The migration guide (contrib/migration.md) on a live server (issue 9):
 //! the guide's stack as written (Postfix with the SQL maps, Dovecot's auth
 //! and LMTP) carries continuous traffic from Postfix's `smtp-source` while
-//! the test switches, in the guide's order, the maps to policyd, SMTP AUTH
-//! to authd and delivery to lmtpd — editing main.cf/master.cf exactly as the
-//! guide's tables say and running `postfix reload` after each step — and
+//! the test switches, in the guide's order, the maps to policyd, delivery
+//! to lmtpd, and SMTP AUTH and Dovecot's passdb/userdb to authd — editing
+//! main.cf/master.cf/dovecot.conf exactly as the guide's tables say and
+//! reloading Postfix (and Dovecot) after each step — and
 //! then rolls the last step back. Every message sent is delivered exactly
 //! once (counted in the Maildir), none bounces, and an SMTP AUTH login and
 //! an IMAP login work after every step.
 //!
-//! LIMITATION: Dovecot's passdb/userdb (step 2b) and the milter (step 4)
-//! are not switched here; Rspamd is not part of the test stack.
+//! LIMITATION: the milter (step 4) is not switched here: Rspamd is not
+//! part of the test stack.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -30,8 +31,8 @@ const BATCH: usize = 10;
 /// `smtp-source` runs that must complete across each reload.
 const BATCHES_PER_STEP: usize = 2;
 
-/// Replaces `from` with `to` in a Postfix config file, written through a
-/// rename so no Postfix process reads half a file; panics if `from` is
+/// Replaces every `from` with `to` in a config file, written through a
+/// rename so no Postfix or Dovecot process reads half a file; panics if `from` is
 /// not there (the step would silently do nothing).
 fn edit(file: &Path, from: &str, to: &str) {
     let text = std::fs::read_to_string(file).unwrap();
@@ -39,6 +40,39 @@ fn edit(file: &Path, from: &str, to: &str) {
     let tmp = file.with_extension("new");
     std::fs::write(&tmp, text.replace(from, to)).unwrap();
     std::fs::rename(&tmp, file).unwrap();
+}
+
+/// Like [`edit`], but leaves `proxy_read_maps` alone: smtpd processes that
+/// are still in a session when Postfix reloads keep using the old maps
+/// through the new proxymap, which refuses tables that are no longer listed
+/// there (`fatal: proxymap service is not configured for table`, the
+/// session is lost). The migration guide removes them in step 7, after the
+/// switch.
+fn edit_maps(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut in_proxy_read_maps = false;
+    let mut changed = false;
+    let out: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("proxy_read_maps") {
+                in_proxy_read_maps = true;
+            } else if !l.starts_with([' ', '\t']) {
+                in_proxy_read_maps = false;
+            }
+            if !in_proxy_read_maps && l.contains(from) {
+                changed = true;
+                format!("{}\n", l.replace(from, to))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    if changed {
+        let tmp = file.with_extension("new");
+        std::fs::write(&tmp, out).unwrap();
+        std::fs::rename(&tmp, file).unwrap();
+    }
 }
 
 fn reload(etc: &Path) {
@@ -80,7 +114,7 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
     let stack = Stack::start(&dir, &db);
     let vmail: PathBuf = stack.dovecot.vmail_dir().to_owned();
     let (_policyd, policyd_sock) = guide::start_policyd(&dir, &db, "");
-    let (authd, auth_sock, _dict) = guide::start_authd(&dir, &db, &vmail);
+    let (authd, auth_sock, dict_sock) = guide::start_authd(&dir, &db, &vmail);
     let _lmtpd = guide::start_lmtpd(&dir, &db, &vmail);
     let lmtpd_sock = guide::lmtpd_socket(&dir);
     let etc = stack.postfix.config_dir().to_owned();
@@ -150,39 +184,77 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
             let old = format!("proxy:sqlite:{}/sql/{stem}.cf", etc.display());
             let new = format!("socketmap:unix:{}:{stem}", policyd_sock.display());
             for file in [&main_cf, &master_cf] {
-                if std::fs::read_to_string(file).unwrap().contains(&old) {
-                    edit(file, &old, &new);
-                }
+                edit_maps(file, &old, &new);
             }
         }
-        // proxy_read_maps keeps listing the .cf files; removing it is
-        // step 7 (cleanup). Nothing else may still use them:
-        let main = std::fs::read_to_string(&main_cf).unwrap();
-        let used = main
+        // proxy_read_maps keeps listing the .cf files (removed in step
+        // 7); no parameter may still use them.
+        let mut cmd = Command::new(require("postconf"));
+        cmd.arg("-c").arg(&etc).arg("-n");
+        let used: Vec<String> = run(&mut cmd, None, Duration::from_secs(30))
+            .assert_success()
+            .stdout
             .lines()
-            .filter(|l| !l.trim_start().starts_with('#') && !l.starts_with("proxy_read_maps"))
-            .filter(|l| !l.starts_with(' ') && l.contains("proxy:sqlite:"))
-            .count();
-        assert_eq!(used, 0, "a map still points at SQL:\n{main}");
+            .filter(|l| l.contains("proxy:sqlite:") && !l.starts_with("proxy_read_maps"))
+            .map(str::to_owned)
+            .collect();
+        assert!(used.is_empty(), "still on SQL: {used:?}");
     });
-    // 2a. SMTP AUTH → authd (master.cf smtpd_sasl_path).
-    step("2a authd SMTP AUTH", &|| {
-        edit(
-            &master_cf,
-            "-o smtpd_sasl_path=private/auth",
-            &format!("-o smtpd_sasl_path={}", auth_sock.display()),
-        );
-    });
-    // 3. Delivery → lmtpd.
-    step("3 lmtpd", &|| {
+    // 2. Delivery → lmtpd.
+    step("2 lmtpd", &|| {
         edit(
             &main_cf,
             "virtual_transport = lmtp:unix:private/dovecot-lmtp",
             &format!("virtual_transport = lmtp:unix:{}", lmtpd_sock.display()),
         );
     });
-    // Roll step 3 back: Dovecot's LMTP delivers again.
-    step("rollback of 3", &|| {
+    // 3a. SMTP AUTH → authd (master.cf smtpd_sasl_path).
+    step("3a authd SMTP AUTH", &|| {
+        edit(
+            &master_cf,
+            "-o smtpd_sasl_path=private/auth",
+            &format!("-o smtpd_sasl_path={}", auth_sock.display()),
+        );
+    });
+    // 3b. Dovecot's passdb/userdb → authd's dict (dovecot.conf, the
+    // migration guide's table; contrib/dovecot/dovecot-dict-auth.conf.ext
+    // pointed at the dict socket), then `doveadm reload` — while lmtpd
+    // delivers: a Dovecot LMTP process busy during a reload can store a
+    // message and still answer 421, and Postfix delivers it again (seen
+    // here when this step came before lmtpd's, Dovecot 2.3.19).
+    let dovecot_conf = stack.dovecot.config_file().to_owned();
+    let dict_ext = dir.join("dovecot/dovecot-dict-auth.conf.ext");
+    let contrib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/dovecot/dovecot-dict-auth.conf.ext"),
+    )
+    .unwrap();
+    let ext: String = contrib
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("uri =") {
+                format!("uri = proxy:{}:authdict\n", dict_sock.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&dict_ext, ext).unwrap();
+    let sql_conf = dir.join("dovecot/dovecot-sql.conf");
+    step("3b authd passdb/userdb", &|| {
+        // passdb and userdb
+        edit(&dovecot_conf, "    driver = sql\n", "    driver = dict\n");
+        edit(
+            &dovecot_conf,
+            &format!("args = {}\n", sql_conf.display()),
+            &format!("args = {}\n", dict_ext.display()),
+        );
+        let mut cmd = Command::new(require("doveadm"));
+        cmd.arg("-c").arg(&dovecot_conf).arg("reload");
+        run(&mut cmd, None, Duration::from_secs(30)).assert_success();
+    });
+    // Roll step 2 back: Dovecot's LMTP delivers again, its users now
+    // coming from authd's dict.
+    step("rollback of 2", &|| {
         edit(
             &main_cf,
             &format!("virtual_transport = lmtp:unix:{}", lmtpd_sock.display()),
@@ -225,17 +297,21 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
         .into_owned();
     assert!(by(&lmtpd_name) > 0, "lmtpd delivered nothing:\n{log}");
     assert!(by("dovecot-lmtp") > 0, "Dovecot's LMTP delivered nothing");
-    // From step 2a on, SMTP AUTH went to authd: the logins of 2a, 3 and the
-    // rollback.
-    let authd_logins = authd.log().matches("authenticated").count();
+    // From step 3a on, SMTP AUTH went to authd (the logins of 3a, 3b and
+    // the rollback), and from 3b on Dovecot asked authd's dict.
+    let authd_log = authd.log();
+    let authd_logins = authd_log.matches("authenticated").count();
     assert!(
         authd_logins >= 3,
-        "authd saw {authd_logins} logins:\n{}",
-        authd.log()
+        "authd saw {authd_logins} logins:\n{authd_log}"
+    );
+    assert!(
+        authd_log.contains("dict lookup"),
+        "Dovecot never asked authd's dict:\n{authd_log}"
     );
     eprintln!(
         "live migration: {sent} messages sent and delivered once ({logins} of them with SMTP AUTH); \
-         {} delivered by lmtpd, {} by Dovecot's LMTP, {} deferred on the way",
+         maillog: {} delivered by lmtpd, {} by Dovecot's LMTP, {} deferred on the way",
         by(&lmtpd_name),
         by("dovecot-lmtp"),
         log.matches("status=deferred").count()

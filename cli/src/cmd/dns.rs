@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use base64::Engine;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use hickory_resolver::net::NetError;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use postwerk_milterd::keys;
@@ -75,6 +76,8 @@ enum Data {
 /// One record to publish.
 #[derive(Debug, Clone)]
 struct Record {
+    /// The zone (DNS domain) the record goes into.
+    zone: String,
     /// What it is for, printed as a comment.
     purpose: &'static str,
     /// Owner name, no trailing dot.
@@ -156,9 +159,11 @@ fn hex(bytes: &[u8]) -> String {
 /// its TLSA record. They live in the host's zone, once for all domains.
 fn host_records(server: &Server, tlsa: Option<&[u8]>) -> Vec<Record> {
     let host = &server.hostname;
+    let zone = server.host_domain().to_owned();
     let mut out = Vec::new();
     if server.addresses.is_empty() {
         out.push(Record {
+            zone: zone.clone(),
             purpose: "the mail host's address (state it: [server].addresses or --address)",
             name: host.clone(),
             ttl: TTL_HOST,
@@ -167,6 +172,7 @@ fn host_records(server: &Server, tlsa: Option<&[u8]>) -> Vec<Record> {
     }
     for ip in &server.addresses {
         out.push(Record {
+            zone: zone.clone(),
             purpose: "the mail host's address",
             name: host.clone(),
             ttl: TTL_HOST,
@@ -183,6 +189,7 @@ fn host_records(server: &Server, tlsa: Option<&[u8]>) -> Vec<Record> {
     for alias in aliases {
         if alias != host {
             out.push(Record {
+                zone: zone.clone(),
                 purpose: "the host name mail clients use",
                 name: alias.clone(),
                 ttl: TTL_HOST,
@@ -192,6 +199,7 @@ fn host_records(server: &Server, tlsa: Option<&[u8]>) -> Vec<Record> {
     }
     if let Some(hash) = tlsa {
         out.push(Record {
+            zone: zone.clone(),
             purpose: "DANE for mail from other servers (RFC 7672); publish the next key's record before a key change",
             name: format!("_{SMTP_PORT}._tcp.{host}"),
             ttl: TTL_TXT,
@@ -226,6 +234,7 @@ fn domain_records(
     let host = &server.hostname;
     let mut out = vec![
         Record {
+            zone: domain.to_owned(),
             purpose: "where other servers deliver mail for the domain",
             name: domain.to_owned(),
             ttl: TTL_HOST,
@@ -235,12 +244,14 @@ fn domain_records(
             },
         },
         Record {
+            zone: domain.to_owned(),
             purpose: "SPF: which servers send mail for the domain",
             name: domain.to_owned(),
             ttl: TTL_TXT,
             data: Data::Txt(spf(server, domain, ours)),
         },
         Record {
+            zone: domain.to_owned(),
             purpose: "DMARC: what receivers do with mail that fails SPF and DKIM",
             name: format!("_dmarc.{domain}"),
             ttl: TTL_TXT,
@@ -249,6 +260,7 @@ fn domain_records(
     ];
     for (selector, key) in dkim {
         out.push(Record {
+            zone: domain.to_owned(),
             purpose: "DKIM: the public key milterd signs with",
             name: keys::record_name(selector, domain)
                 .trim_end_matches('.')
@@ -266,6 +278,7 @@ fn domain_records(
     ];
     for (label, purpose) in client {
         out.push(Record {
+            zone: domain.to_owned(),
             purpose,
             name: format!("{label}.{domain}"),
             ttl: TTL_HOST,
@@ -300,6 +313,7 @@ fn domain_records(
     ];
     for (service, port, target, purpose) in srv {
         out.push(Record {
+            zone: domain.to_owned(),
             purpose,
             name: format!("{service}._tcp.{domain}"),
             ttl: TTL_TXT,
@@ -313,12 +327,14 @@ fn domain_records(
     }
     if let Some(policy) = server.mta_sts_policy() {
         out.push(Record {
+            zone: domain.to_owned(),
             purpose: "MTA-STS: senders must use TLS to the MX (the id changes with the policy)",
             name: format!("_mta-sts.{domain}"),
             ttl: TTL_TXT,
             data: Data::Txt(format!("v=STSv1; id={}", Server::mta_sts_id(&policy))),
         });
         out.push(Record {
+            zone: domain.to_owned(),
             purpose: "MTA-STS: the host serving the policy file (postwerk autoconfig writes it)",
             name: format!("mta-sts.{domain}"),
             ttl: TTL_HOST,
@@ -327,6 +343,7 @@ fn domain_records(
     }
     if let Some(rua) = &server.tls_rpt {
         out.push(Record {
+            zone: domain.to_owned(),
             purpose: "TLS-RPT: where senders report TLS failures (RFC 8460)",
             name: format!("_smtp._tls.{domain}"),
             ttl: TTL_TXT,
@@ -432,6 +449,10 @@ type Answers = Result<Vec<RData>, String>;
 struct Checker {
     resolver: TokioResolver,
     cache: HashMap<(String, RecordType), Answers>,
+    /// Set when the name server did not answer at all: the remaining
+    /// records get the same error at once instead of each waiting for
+    /// its own timeout.
+    unreachable: Option<String>,
 }
 
 impl Checker {
@@ -470,6 +491,7 @@ impl Checker {
         Ok(Checker {
             resolver,
             cache: HashMap::new(),
+            unreachable: None,
         })
     }
 
@@ -477,6 +499,9 @@ impl Checker {
         let key = (name.to_owned(), rtype);
         if let Some(a) = self.cache.get(&key) {
             return a.clone();
+        }
+        if let Some(e) = &self.unreachable {
+            return Err(e.clone());
         }
         let answers = match self.resolver.lookup(format!("{name}."), rtype).await {
             Ok(l) => Ok(l
@@ -486,6 +511,11 @@ impl Checker {
                 .map(|r| r.data.clone())
                 .collect()),
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Err(e @ NetError::Timeout) => {
+                let e = format!("the name server does not answer ({e})");
+                self.unreachable = Some(e.clone());
+                Err(e)
+            }
             Err(e) => Err(e.to_string()),
         };
         self.cache.insert(key, answers.clone());
@@ -734,6 +764,7 @@ fn txt_status(want: &str, texts: &[String]) -> Status {
 
 #[derive(Serialize)]
 struct Row {
+    zone: String,
     purpose: &'static str,
     name: String,
     #[serde(rename = "type")]
@@ -793,6 +824,9 @@ pub async fn run(ctx: &Ctx, args: DnsArgs) -> anyhow::Result<()> {
         records.extend(domain_records(&server, domain, &ours, &dkim));
     }
 
+    // One block per zone, the mail host's own records first in theirs.
+    records.sort_by(|a, b| a.zone.cmp(&b.zone));
+
     let mut checker = if args.check {
         Some(Checker::new(&args.nameserver)?)
     } else {
@@ -805,6 +839,7 @@ pub async fn run(ctx: &Ctx, args: DnsArgs) -> anyhow::Result<()> {
             None => None,
         };
         rows.push(Row {
+            zone: rec.zone.clone(),
             purpose: rec.purpose,
             name: format!("{}.", rec.name),
             rtype: rec.data.rtype(),
@@ -824,13 +859,21 @@ pub async fn run(ctx: &Ctx, args: DnsArgs) -> anyhow::Result<()> {
     } else if args.check {
         print_check(&rows);
     } else {
-        let mut last = "";
+        let (mut zone, mut last) = ("", "");
         for r in &rows {
+            if r.zone != zone {
+                if !zone.is_empty() {
+                    println!();
+                }
+                println!("; ===== in the zone of {}", r.zone);
+                zone = &r.zone;
+                last = "";
+            }
             if r.purpose != last {
                 println!("; {}", r.purpose);
                 last = r.purpose;
             }
-            if matches!(r.value.as_str(), v if v.starts_with('<')) {
+            if r.value.starts_with('<') {
                 println!("; {}", r.zone_line);
             } else {
                 println!("{}", r.zone_line);
