@@ -130,7 +130,7 @@
 //! `add_header`, `greylist` (a score or false); `[milterd.spam.symbols]`:
 //! weight per symbol; `[milterd.spam.greylist]`: `delay`, `expire`;
 //! `[milterd.spam.bayes]`: `enabled`, `autolearn`,
-//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`;
+//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`, `file`;
 //! `[milterd.spam.controller]`: `listen`, `password(_file)`,
 //! `enable_password(_file)`, `secure_ip`, `timeout`;
 //! `[[milterd.spam.multimap]]`: `name`, `type` (ip / from / header_from),
@@ -142,8 +142,9 @@
 //! # Limitations
 //! No ARC verification or sealing yet. Outgoing (authenticated) mail is
 //! not spam-scored. Bayes statistics are global (no per-user
-//! statistics); the in-process Bayes store (no `redis_url`) is lost on
-//! restart. Multimap types other than ip,
+//! statistics); the in-process Bayes store (no `redis_url`) keeps its
+//! counts across restarts only with `[milterd.spam.bayes].file`, and
+//! loses up to 5 seconds of learning when the process stops. Multimap types other than ip,
 //! from and header_from, regexp/glob maps and HTTP maps are not
 //! supported. DMARC `pct=` sampling is not
 //! applied (every failure counts) and no DMARC reports are sent. A message

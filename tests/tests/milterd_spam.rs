@@ -814,3 +814,70 @@ fn spam_over_the_add_header_threshold_is_filed_into_spam_by_lmtpd_and_the_guides
         milterd.log()
     );
 }
+
+#[test]
+fn embedded_bayes_store_without_redis_survives_a_restart() {
+    let dir = TestDir::new("milterd-spam-bayes-file");
+    let (port, ctl) = (free_port(), free_port());
+    let file = dir.join("bayes.db");
+    let config = format!(
+        "[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"127.0.0.1:9\"]\n\n\
+         [milterd.spam.bayes]\nfile = \"{}\"\n\n\
+         [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:{ctl}\"]\n",
+        file.display()
+    );
+    let mut rng = Rng::new(7);
+    let spam = write_corpus(&dir, "spam", &mut rng, Kind::Spam, 0, 5);
+    let ham = write_corpus(&dir, "ham", &mut rng, Kind::Ham, 0, 3);
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    // Loopback is secure_ip by default: no password, as the guide's pipes.
+    rspamc(ctl, None, &["learn_spam"], &spam).assert_success();
+    rspamc(ctl, None, &["learn_ham"], &ham).assert_success();
+    let written = poll_until(Duration::from_secs(20), || {
+        std::fs::metadata(&file).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(
+        written,
+        "{} not written:\n{}",
+        file.display(),
+        milterd.log()
+    );
+    // Let the writer catch up with every learn, then restart.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    let out = rspamc(ctl, None, &["stat"], &[]).assert_success();
+    assert!(
+        out.stdout.contains("Total learns: 8"),
+        "{out}\n{}",
+        milterd.log()
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("Statfile: BAYES_SPAM ") && l.contains("learned: 5;")),
+        "{out}"
+    );
+    // Learned before the restart: still known as such.
+    let out = rspamc(ctl, None, &["learn_spam"], &spam[..1]);
+    assert!(out.stdout.contains("already learned as spam"), "{out}");
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}

@@ -198,7 +198,12 @@ impl Scanner {
             .map(|u| Arc::new(redis::Redis::new(u)));
         let bayes = match &redis {
             Some(r) => Store::Redis(r.clone(), cfg.redis_prefix.clone()),
-            None => Store::Memory(local().bayes.clone()),
+            None => {
+                if let Some(f) = &cfg.bayes.file {
+                    local().bayes.attach(f);
+                }
+                Store::Memory(local().bayes.clone())
+            }
         };
         let greylist = greylist::Greylist {
             cfg: cfg.greylist,
