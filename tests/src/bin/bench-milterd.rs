@@ -35,6 +35,8 @@ const RCPT: &str = "user1@example.org";
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Setup {
     NoMilter,
+    /// Verification and scoring off: the cost of the milter protocol alone.
+    MilterdTcpIdle,
     MilterdTcp,
     MilterdUnix,
 }
@@ -43,6 +45,7 @@ impl Setup {
     fn name(self) -> &'static str {
         match self {
             Setup::NoMilter => "no milter",
+            Setup::MilterdTcpIdle => "milterd, TCP, checks off",
             Setup::MilterdTcp => "milterd, TCP",
             Setup::MilterdUnix => "milterd, UNIX socket",
         }
@@ -197,12 +200,22 @@ fn bench(setup: Setup, count: usize) -> Row {
     let mut milterd = None;
     match setup {
         Setup::NoMilter => {}
-        Setup::MilterdTcp => {
+        Setup::MilterdTcpIdle | Setup::MilterdTcp => {
             let port = free_port();
             let listen = format!("inet:127.0.0.1:{port}");
             milterd = Some(Milterd::start(
                 &dir,
-                &milterd_config(&db, &listen, &dns, &redis, dir.path()),
+                &if setup == Setup::MilterdTcpIdle {
+                    format!(
+                        "{}\n[milterd.verify]\nenabled = false\n[milterd.spam]\nenabled = false\n",
+                        milterd_config(&db, &listen, &dns, &redis, dir.path())
+                            .split("\n[milterd.spam]")
+                            .next()
+                            .unwrap_or_default()
+                    )
+                } else {
+                    milterd_config(&db, &listen, &dns, &redis, dir.path())
+                },
                 Ok(port),
             ));
             pf.milters = Some(listen);
@@ -265,10 +278,15 @@ fn main() {
     println!(
         "bench-milterd: {count} messages of {MESSAGE_BYTES} bytes per run, sessions {SESSIONS:?}"
     );
-    let rows: Vec<Row> = [Setup::NoMilter, Setup::MilterdTcp, Setup::MilterdUnix]
-        .into_iter()
-        .map(|s| bench(s, count))
-        .collect();
+    let rows: Vec<Row> = [
+        Setup::NoMilter,
+        Setup::MilterdTcpIdle,
+        Setup::MilterdTcp,
+        Setup::MilterdUnix,
+    ]
+    .into_iter()
+    .map(|s| bench(s, count))
+    .collect();
     let base = &rows[0].rates;
     let mut table = String::from(
         "| Postfix with | 1 session | 4 sessions | 16 sessions | milterd RSS after |\n|---|---|---|---|---|\n",
