@@ -515,6 +515,11 @@ fn multimap_lists_reload_and_dns_lists_answer_through_rspamc() {
         page.contains(">reject<") && page.contains(">no action<"),
         "{page}"
     );
+    // The chart over time has this minute's scans.
+    assert!(
+        page.contains("<svg id=\"throughput\"") && page.contains(" reject</title>"),
+        "{page}"
+    );
     let (status, metrics) = http_get(ctl, Some(CONTROLLER_PASSWORD), "/metrics");
     assert_eq!(status, 200, "{metrics}");
     let rejected: u64 = metrics
