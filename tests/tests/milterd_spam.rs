@@ -886,3 +886,59 @@ fn embedded_bayes_store_without_redis_survives_a_restart() {
         milterd.log()
     );
 }
+
+#[test]
+fn per_user_bayes_keeps_each_recipients_statistics_apart() {
+    let dir = TestDir::new("milterd-spam-per-user");
+    let redis = RedisPrefix::fresh();
+    let (port, ctl) = (free_port(), free_port());
+    let config = controller_config(
+        port,
+        ctl,
+        "redis://127.0.0.1:6379",
+        redis.prefix(),
+        "[milterd.spam.bayes]\nper_user = true\nmin_learns = 5\n",
+    );
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    let mut rng = Rng::new(99);
+    let spam = write_corpus(&dir, "spam", &mut rng, Kind::Spam, 0, 20);
+    let ham = write_corpus(&dir, "ham", &mut rng, Kind::Ham, 0, 20);
+    let probe = write_corpus(&dir, "probe", &mut rng, Kind::Spam, 100, 1);
+    let alice = "alice@example.org";
+    for (class, files) in [("learn_spam", &spam), ("learn_ham", &ham)] {
+        rspamc(ctl, Some(CONTROLLER_PASSWORD), &["-d", alice, class], files).assert_success();
+    }
+    let keys = redis.keys();
+    assert!(
+        keys.contains(&redis.key(&format!("u:{alice}:bayes:spam"))),
+        "{keys:?}"
+    );
+    assert!(!keys.contains(&redis.key("bayes:spam")), "{keys:?}");
+    let out = rspamc(
+        ctl,
+        Some(CONTROLLER_PASSWORD),
+        &["-d", alice, "symbols"],
+        &probe,
+    )
+    .assert_success();
+    assert!(out.stdout.contains("Symbol: BAYES_SPAM"), "{out}");
+    // Bob has learned nothing: no opinion for him.
+    let out = rspamc(
+        ctl,
+        Some(CONTROLLER_PASSWORD),
+        &["-d", "bob@example.org", "symbols"],
+        &probe,
+    )
+    .assert_success();
+    assert!(!out.stdout.contains("Symbol: BAYES_"), "{out}");
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}

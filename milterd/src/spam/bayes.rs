@@ -16,7 +16,8 @@
 //! hashes token → count, `bayes:learns` a hash with the fields `spam` and
 //! `ham`, `bayes:learned:<digest>` remembers the class a message was
 //! learned as (for 90 days). Statistics are global (one set for all
-//! users), Rspamd's default.
+//! users), Rspamd's default; with `per_user` each user's keys live under
+//! `u:<user>:` ([`Store::for_user`]).
 
 use super::content::Content;
 use super::redis::{Redis, RedisError};
@@ -455,7 +456,27 @@ fn hex(t: u64) -> String {
     format!("{t:016x}")
 }
 
+/// A user name as a Redis key part: lowercase, only `a-z 0-9 @ . _ + -`,
+/// at most 254 characters; `None` for anything else.
+pub fn user_key(user: &str) -> Option<String> {
+    let u = user.trim().trim_matches(['<', '>']).to_lowercase();
+    let ok = !u.is_empty()
+        && u.len() <= 254
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
+    ok.then_some(u)
+}
+
 impl Store {
+    /// The statistics of `user` (Rspamd's `per_user`): Redis keys under
+    /// `u:<user>:`; the in-process store has only the global set.
+    pub fn for_user(&self, user: &str) -> Store {
+        match self {
+            Store::Redis(r, p) => Store::Redis(r.clone(), format!("{p}u:{user}:")),
+            Store::Memory(m) => Store::Memory(m.clone()),
+        }
+    }
+
     /// Learn counts and per-token counts of `tokens`.
     pub async fn counts(&self, tokens: &[u64]) -> Result<(u64, u64, Vec<(u64, u64)>), BayesError> {
         match self {

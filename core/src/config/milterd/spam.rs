@@ -84,6 +84,7 @@ pub struct RawBayes {
     pub autolearn_ham_score: Option<f64>,
     pub min_learns: Option<u64>,
     pub file: Option<String>,
+    pub per_user: Option<bool>,
 }
 
 /// Raw `[milterd.spam.controller]` (Rspamd's `worker-controller.inc`).
@@ -189,6 +190,10 @@ pub struct Bayes {
     /// `file`: where the embedded store (no `redis_url`) is kept across
     /// restarts; without it, learning lasts until the process ends.
     pub file: Option<PathBuf>,
+    /// `per_user` (default false): statistics per recipient (the milter's
+    /// first envelope recipient, rspamc's `-d`/`Deliver-To:`) instead of
+    /// one global set; needs `redis_url`.
+    pub per_user: bool,
 }
 
 /// Validated `[milterd.spam.controller]`.
@@ -699,7 +704,14 @@ pub fn check(raw: &RawSpam, errors: &mut Vec<ConfigError>) -> SpamConfig {
             .unwrap_or(DEFAULT_AUTOLEARN_HAM_SCORE),
         min_learns: b.and_then(|b| b.min_learns).unwrap_or(DEFAULT_MIN_LEARNS),
         file: b.and_then(|b| b.file.as_ref()).map(PathBuf::from),
+        per_user: b.and_then(|b| b.per_user).unwrap_or(false),
     };
+    if bayes.per_user && raw.redis_url.is_none() {
+        errors.push(ConfigError::new(
+            "[milterd.spam.bayes].per_user",
+            "needs [milterd.spam].redis_url (the in-process store is global)",
+        ));
+    }
     if let Some(f) = &bayes.file
         && !f.is_absolute()
     {
@@ -1016,6 +1028,7 @@ mod tests {
                 "[milterd.spam.bayes].autolearn_ham_score",
             ),
             ("[bayes]\nfile = \"bayes.db\"", "[milterd.spam.bayes].file"),
+            ("[bayes]\nper_user = true", "[milterd.spam.bayes].per_user"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(
