@@ -625,6 +625,7 @@ async fn incoming(
             mail_from,
             rcpts: &tx.rcpts,
             queue_id: qid,
+            deliver_to: None,
         };
         let auth = verdict.as_ref().map(verify::Verdict::auth_results);
         Some(

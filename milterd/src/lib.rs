@@ -130,7 +130,8 @@
 //! `add_header`, `greylist` (a score or false); `[milterd.spam.symbols]`:
 //! weight per symbol; `[milterd.spam.greylist]`: `delay`, `expire`;
 //! `[milterd.spam.bayes]`: `enabled`, `autolearn`,
-//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`;
+//! `autolearn_spam_score`, `autolearn_ham_score`, `min_learns`, `file`,
+//! `per_user`;
 //! `[milterd.spam.controller]`: `listen`, `password(_file)`,
 //! `enable_password(_file)`, `secure_ip`, `timeout`;
 //! `[[milterd.spam.multimap]]`: `name`, `type` (ip / from / header_from),
@@ -141,9 +142,10 @@
 //!
 //! # Limitations
 //! No ARC verification or sealing yet. Outgoing (authenticated) mail is
-//! not spam-scored. Bayes statistics are global (no per-user
-//! statistics); the in-process Bayes store (no `redis_url`) is lost on
-//! restart. Multimap types other than ip,
+//! not spam-scored. Per-user Bayes statistics (`per_user`) need Redis
+//! and use the first envelope recipient of a message; the in-process Bayes store (no `redis_url`) keeps its
+//! counts across restarts only with `[milterd.spam.bayes].file`, and
+//! loses up to 5 seconds of learning when the process stops. Multimap types other than ip,
 //! from and header_from, regexp/glob maps and HTTP maps are not
 //! supported. DMARC `pct=` sampling is not
 //! applied (every failure counts) and no DMARC reports are sent. A message

@@ -553,3 +553,96 @@ async fn shadow_mode_scores_but_neither_rejects_nor_changes_headers() {
     drop(c);
     m.stop().await;
 }
+
+/// Sends `request` to the controller and returns everything it answered.
+async fn http(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn controller_answers_garbage_with_4xx_and_keeps_serving() {
+    let text = "[milterd]\nlisten = [\"127.0.0.1:0\"]\nmax_message_size = 65536\ndns_servers = [\"127.0.0.1:9\"]\n\
+                [milterd.verify]\nenabled = false\n\
+                [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:0\"]\ntimeout = \"2s\"\n";
+    let cfg = Config::parse(text).unwrap();
+    let listener = service::bind(
+        &ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
+        &UnixOptions::default(),
+    )
+    .await
+    .unwrap();
+    let port = match listener.local_addr() {
+        LocalAddr::Tcp(a) => a.port(),
+        other => panic!("{other:?}"),
+    };
+    let shared = postwerk_milterd::shared(&cfg).unwrap();
+    let (_tx, rx) = watch::channel::<Arc<postwerk_milterd::Shared>>(shared);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let limits = cfg.milterd.service.limits;
+    let done = tokio::spawn(async move {
+        let _tx = _tx;
+        let listeners = postwerk_milterd::Listeners {
+            milter: Vec::new(),
+            controller: vec![listener],
+        };
+        postwerk_milterd::run(limits, listeners, rx, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+
+    for (request, status) in [
+        (&b"GARBAGE\r\n\r\n"[..], "400"),
+        (b"GET / SPDY/3\r\n\r\n", "400"),
+        (
+            b"POST /checkv2 HTTP/1.0\r\nContent-Length: 99999999\r\n\r\n",
+            "413",
+        ),
+        (
+            b"POST /checkv2 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "411",
+        ),
+        (b"GET /nothing-here HTTP/1.0\r\n\r\n", "404"),
+        (b"GET /learnspam HTTP/1.0\r\n\r\n", "405"),
+        // A body shorter than declared: the client gives up, we answer.
+        (
+            b"POST /checkv2 HTTP/1.0\r\nContent-Length: 10\r\n\r\nabc",
+            "408",
+        ),
+    ] {
+        let answer = http(port, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{}: {answer}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let answer = http(port, b"GET /ping HTTP/1.0\r\n\r\n").await;
+    assert!(answer.ends_with("\r\n\r\npong\r\n"), "{answer}");
+    let gtube = b"Subject: t\r\n\r\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";
+    let mut req = format!(
+        "POST /checkv2 HTTP/1.0\r\nContent-Length: {}\r\n\r\n",
+        gtube.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(gtube);
+    let answer = http(port, &req).await;
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["action"], "reject", "{v}");
+    assert!(v["symbols"]["GTUBE"].is_object(), "{v}");
+    assert_eq!(v["required_score"], 15.0, "{v}");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), done)
+        .await
+        .expect("milterd did not stop")
+        .unwrap();
+}

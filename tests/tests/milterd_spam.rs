@@ -515,6 +515,11 @@ fn multimap_lists_reload_and_dns_lists_answer_through_rspamc() {
         page.contains(">reject<") && page.contains(">no action<"),
         "{page}"
     );
+    // The chart over time has this minute's scans.
+    assert!(
+        page.contains("<svg id=\"throughput\"") && page.contains(" reject</title>"),
+        "{page}"
+    );
     let (status, metrics) = http_get(ctl, Some(CONTROLLER_PASSWORD), "/metrics");
     assert_eq!(status, 200, "{metrics}");
     let rejected: u64 = metrics
@@ -808,6 +813,129 @@ fn spam_over_the_add_header_threshold_is_filed_into_spam_by_lmtpd_and_the_guides
     assert_eq!(one_header(&stored, "X-Spamd-Bar"), "/", "{stored}");
     assert!(header_values(&stored, "X-Spam").is_empty(), "{stored}");
     drop(stack);
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
+
+#[test]
+fn embedded_bayes_store_without_redis_survives_a_restart() {
+    let dir = TestDir::new("milterd-spam-bayes-file");
+    let (port, ctl) = (free_port(), free_port());
+    let file = dir.join("bayes.db");
+    let config = format!(
+        "[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"127.0.0.1:9\"]\n\n\
+         [milterd.spam.bayes]\nfile = \"{}\"\n\n\
+         [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:{ctl}\"]\n",
+        file.display()
+    );
+    let mut rng = Rng::new(7);
+    let spam = write_corpus(&dir, "spam", &mut rng, Kind::Spam, 0, 5);
+    let ham = write_corpus(&dir, "ham", &mut rng, Kind::Ham, 0, 3);
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    // Loopback is secure_ip by default: no password, as the guide's pipes.
+    rspamc(ctl, None, &["learn_spam"], &spam).assert_success();
+    rspamc(ctl, None, &["learn_ham"], &ham).assert_success();
+    let written = poll_until(Duration::from_secs(20), || {
+        std::fs::metadata(&file).is_ok_and(|m| m.len() > 0)
+    });
+    assert!(
+        written,
+        "{} not written:\n{}",
+        file.display(),
+        milterd.log()
+    );
+    // Let the writer catch up with every learn, then restart.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    let out = rspamc(ctl, None, &["stat"], &[]).assert_success();
+    assert!(
+        out.stdout.contains("Total learns: 8"),
+        "{out}\n{}",
+        milterd.log()
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("Statfile: BAYES_SPAM ") && l.contains("learned: 5;")),
+        "{out}"
+    );
+    // Learned before the restart: still known as such.
+    let out = rspamc(ctl, None, &["learn_spam"], &spam[..1]);
+    assert!(out.stdout.contains("already learned as spam"), "{out}");
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
+
+#[test]
+fn per_user_bayes_keeps_each_recipients_statistics_apart() {
+    let dir = TestDir::new("milterd-spam-per-user");
+    let redis = RedisPrefix::fresh();
+    let (port, ctl) = (free_port(), free_port());
+    let config = controller_config(
+        port,
+        ctl,
+        "redis://127.0.0.1:6379",
+        redis.prefix(),
+        "[milterd.spam.bayes]\nper_user = true\nmin_learns = 5\n",
+    );
+    let mut milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    let mut rng = Rng::new(99);
+    let spam = write_corpus(&dir, "spam", &mut rng, Kind::Spam, 0, 20);
+    let ham = write_corpus(&dir, "ham", &mut rng, Kind::Ham, 0, 20);
+    let probe = write_corpus(&dir, "probe", &mut rng, Kind::Spam, 100, 1);
+    let alice = "alice@example.org";
+    for (class, files) in [("learn_spam", &spam), ("learn_ham", &ham)] {
+        rspamc(ctl, Some(CONTROLLER_PASSWORD), &["-d", alice, class], files).assert_success();
+    }
+    let keys = redis.keys();
+    assert!(
+        keys.contains(&redis.key(&format!("u:{alice}:bayes:spam"))),
+        "{keys:?}"
+    );
+    assert!(!keys.contains(&redis.key("bayes:spam")), "{keys:?}");
+    let out = rspamc(
+        ctl,
+        Some(CONTROLLER_PASSWORD),
+        &["-d", alice, "symbols"],
+        &probe,
+    )
+    .assert_success();
+    assert!(out.stdout.contains("Symbol: BAYES_SPAM"), "{out}");
+    // Bob has learned nothing: no opinion for him.
+    let out = rspamc(
+        ctl,
+        Some(CONTROLLER_PASSWORD),
+        &["-d", "bob@example.org", "symbols"],
+        &probe,
+    )
+    .assert_success();
+    assert!(!out.stdout.contains("Symbol: BAYES_"), "{out}");
     assert!(
         milterd.stop(),
         "milterd did not exit cleanly:\n{}",

@@ -234,6 +234,7 @@ async fn handle(shared: &Shared, peer: &Peer, head: &http::Head, body: &[u8]) ->
                 mail_from: from,
                 rcpts: &rcpts,
                 queue_id: qid,
+                deliver_to: head.field("Deliver-To"),
             };
             // SPF/DKIM/DMARC only when the client told the address, as
             // Rspamd's checks need it.
@@ -272,7 +273,7 @@ async fn handle(shared: &Shared, peer: &Peer, head: &http::Head, body: &[u8]) ->
             } else {
                 Class::Ham
             };
-            match scanner.learn(body, class).await {
+            match scanner.learn(body, class, head.field("Deliver-To")).await {
                 Ok((Learned::Learned | Learned::Relearned, mid)) => {
                     info!(peer = %peer, class = class.as_str(), message_id = mid.as_deref().unwrap_or("-"), "learned");
                     Response::json(200, &serde_json::json!({"success": true}))

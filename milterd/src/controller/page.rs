@@ -33,6 +33,55 @@ fn colour(a: Action) -> &'static str {
     }
 }
 
+/// Minutes shown in the throughput chart.
+pub const CHART_MINUTES: u64 = 30;
+
+/// Messages per minute over the last [`CHART_MINUTES`] minutes of the
+/// history, stacked by action (inline SVG).
+fn throughput(snap: &Snapshot) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // The current minute is the last bar.
+    let first = (now / 60).saturating_sub(CHART_MINUTES - 1);
+    let mut buckets = vec![[0u64; 5]; CHART_MINUTES as usize];
+    for e in &snap.history {
+        let minute = e.time / 60;
+        if minute >= first && minute - first < CHART_MINUTES {
+            let i = Action::ALL.iter().position(|a| *a == e.action).unwrap_or(4);
+            buckets[(minute - first) as usize][i] += 1;
+        }
+    }
+    let max = buckets
+        .iter()
+        .map(|b| b.iter().sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let mut h = format!(
+        "<h2>Messages per minute (last {CHART_MINUTES} minutes of the history)</h2>\n<svg id=\"throughput\" width=\"{}\" height=\"120\" role=\"img\">\n",
+        CHART_MINUTES * 14
+    );
+    for (m, b) in buckets.iter().enumerate() {
+        let mut y = 110u64;
+        for (i, n) in b.iter().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            let height = (n * 100).div_ceil(max);
+            y = y.saturating_sub(height);
+            h.push_str(&format!(
+                "<rect x=\"{}\" y=\"{y}\" width=\"12\" height=\"{height}\" fill=\"{}\"><title>{n} {}</title></rect>\n",
+                m * 14,
+                colour(Action::ALL[i]),
+                Action::ALL[i].as_str()
+            ));
+        }
+    }
+    h.push_str("<line x1=\"0\" y1=\"110\" x2=\"420\" y2=\"110\" stroke=\"#999\"/></svg>\n");
+    h
+}
+
 /// The page.
 pub fn render(snap: &Snapshot) -> String {
     let mut h = String::from(
@@ -68,7 +117,9 @@ pub fn render(snap: &Snapshot) -> String {
             y + 14
         ));
     }
-    h.push_str("</svg>\n<h2>Recent messages</h2>\n<table id=\"history\"><tr><th>time (UTC)</th><th>queue id</th><th>ip</th><th>sender</th><th>subject</th><th>score</th><th>action</th><th>symbols</th></tr>\n");
+    h.push_str("</svg>\n");
+    h.push_str(&throughput(snap));
+    h.push_str("<h2>Recent messages</h2>\n<table id=\"history\"><tr><th>time (UTC)</th><th>queue id</th><th>ip</th><th>sender</th><th>subject</th><th>score</th><th>action</th><th>symbols</th></tr>\n");
     for e in &snap.history {
         let secs = e.time % 86_400;
         h.push_str(&format!(
@@ -100,6 +151,48 @@ pub fn render(snap: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_current_minute_is_charted() {
+        use crate::spam::stats::Entry;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let entry = |time, action| Entry {
+            time,
+            queue_id: "Q".into(),
+            ip: "-".into(),
+            sender: "<s>".into(),
+            rcpts: Vec::new(),
+            subject: "<b>".into(),
+            score: 1.0,
+            required_score: 15.0,
+            action,
+            symbols: Vec::new(),
+            elapsed: 0.0,
+        };
+        let snap = Snapshot {
+            uptime: 1,
+            scanned: 3,
+            learned: 0,
+            actions: Action::ALL.map(|a| (a, 1)),
+            control_connections: 0,
+            scan_times: Vec::new(),
+            history: vec![
+                entry(now, Action::Reject),
+                entry(now, Action::NoAction),
+                entry(now - 3600, Action::AddHeader),
+            ],
+        };
+        let page = render(&snap);
+        assert!(page.contains("<title>1 reject</title>"), "{page}");
+        assert!(page.contains("<title>1 no action</title>"), "{page}");
+        assert!(!page.contains("<title>1 add header</title>"), "{page}");
+        assert!(
+            page.contains("&lt;s&gt;") && !page.contains("<b>"),
+            "{page}"
+        );
+    }
 
     #[test]
     fn escapes_message_values() {

@@ -16,12 +16,15 @@
 //! hashes token → count, `bayes:learns` a hash with the fields `spam` and
 //! `ham`, `bayes:learned:<digest>` remembers the class a message was
 //! learned as (for 90 days). Statistics are global (one set for all
-//! users), Rspamd's default.
+//! users), Rspamd's default; with `per_user` each user's keys live under
+//! `u:<user>:` ([`Store::for_user`]).
 
 use super::content::Content;
 use super::redis::{Redis, RedisError};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use tracing::{error, info, warn};
 
 /// Most tokens taken from one message.
 pub const MAX_TOKENS: usize = 8192;
@@ -259,10 +262,14 @@ pub fn probability(counts: &[(u64, u64)], spam_learns: u64, ham_learns: u64) -> 
 }
 
 /// The in-process store (used when `redis_url` is not set). Lives as long
-/// as the process, so a reload keeps what was learned.
+/// as the process, so a reload keeps what was learned. With
+/// `[milterd.spam.bayes].file` it is loaded from that file at start and
+/// written back (to a temporary file, then renamed) by a background thread
+/// within [`SAVE_INTERVAL`] of a change.
 #[derive(Debug, Default)]
 pub struct Memory {
     inner: Mutex<MemoryInner>,
+    file: Mutex<Option<PathBuf>>,
 }
 
 #[derive(Debug, Default)]
@@ -270,6 +277,170 @@ struct MemoryInner {
     learns: [u64; 2],
     tokens: HashMap<u64, [u32; 2]>,
     learned: HashMap<String, Class>,
+    is_dirty: bool,
+}
+
+/// How soon a change of the in-process store reaches its file.
+pub const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+const MAGIC: &[u8; 8] = b"PWBAYES1";
+
+impl MemoryInner {
+    /// The file form: magic, learns, tokens (token, spam, ham), learned
+    /// digests (hex text, class), all little-endian.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(32 + self.tokens.len() * 16 + self.learned.len() * 34);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&self.learns[0].to_le_bytes());
+        out.extend_from_slice(&self.learns[1].to_le_bytes());
+        out.extend_from_slice(&(self.tokens.len() as u64).to_le_bytes());
+        for (t, c) in &self.tokens {
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&c[0].to_le_bytes());
+            out.extend_from_slice(&c[1].to_le_bytes());
+        }
+        let learned: Vec<(&String, &Class)> =
+            self.learned.iter().filter(|(d, _)| d.len() == 32).collect();
+        out.extend_from_slice(&(learned.len() as u64).to_le_bytes());
+        for (d, c) in learned {
+            out.extend_from_slice(d.as_bytes());
+            out.push(match c {
+                Class::Spam => b'S',
+                Class::Ham => b'H',
+            });
+        }
+        out
+    }
+
+    /// Reads [`MemoryInner::encode`]'s form; `None` for anything else.
+    fn decode(b: &[u8]) -> Option<MemoryInner> {
+        let mut r = Reader(b);
+        if r.take(8)? != MAGIC {
+            return None;
+        }
+        let mut m = MemoryInner {
+            learns: [r.u64()?, r.u64()?],
+            ..MemoryInner::default()
+        };
+        let n = usize::try_from(r.u64()?).ok()?;
+        // Checked against the bytes there before anything is allocated.
+        if n > MEMORY_MAX_TOKENS || n.checked_mul(16)? > r.0.len() {
+            return None;
+        }
+        m.tokens.reserve(n);
+        for _ in 0..n {
+            let t = r.u64()?;
+            m.tokens.insert(t, [r.u32()?, r.u32()?]);
+        }
+        let n = usize::try_from(r.u64()?).ok()?;
+        if n > MEMORY_MAX_LEARNED || n.checked_mul(33)? > r.0.len() {
+            return None;
+        }
+        for _ in 0..n {
+            let d = std::str::from_utf8(r.take(32)?).ok()?.to_owned();
+            let c = match r.take(1)?[0] {
+                b'S' => Class::Spam,
+                b'H' => Class::Ham,
+                _ => return None,
+            };
+            m.learned.insert(d, c);
+        }
+        r.0.is_empty().then_some(m)
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+impl Memory {
+    /// Keeps the store in `path`: loads it now (once per path; a missing
+    /// file is an empty store) and starts the writer thread the first time.
+    pub fn attach(self: &Arc<Self>, path: &Path) {
+        {
+            let mut f = self.file.lock().unwrap_or_else(|e| e.into_inner());
+            if f.as_deref() == Some(path) {
+                return;
+            }
+            let is_first = f.is_none();
+            *f = Some(path.to_owned());
+            if is_first {
+                let me = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("bayes-writer".into())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(SAVE_INTERVAL);
+                            me.save_if_dirty();
+                        }
+                    });
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start the Bayes file writer; learning is kept in memory only");
+                }
+            }
+        }
+        match std::fs::read(path) {
+            Ok(bytes) => match MemoryInner::decode(&bytes) {
+                Some(m) => {
+                    info!(file = %path.display(), spam = m.learns[0], ham = m.learns[1], tokens = m.tokens.len(), "bayes statistics loaded");
+                    *self.inner.lock().unwrap_or_else(|e| e.into_inner()) = m;
+                }
+                None => {
+                    error!(file = %path.display(), "bayes file is damaged or not ours; starting empty, it is overwritten at the next learn")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                info!(file = %path.display(), "no bayes file yet; starting empty");
+            }
+            Err(e) => {
+                error!(file = %path.display(), error = %e, "cannot read the bayes file; starting empty")
+            }
+        }
+    }
+
+    /// Writes the store to its file if it changed since the last write.
+    pub fn save_if_dirty(&self) {
+        let Some(path) = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        let bytes = {
+            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            if !g.is_dirty {
+                return;
+            }
+            g.is_dirty = false;
+            g.encode()
+        };
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(&bytes)?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            error!(file = %path.display(), error = %e, "cannot write the bayes file; retrying");
+            self.inner
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_dirty = true;
+        }
+    }
 }
 
 /// Where the counts live.
@@ -285,7 +456,27 @@ fn hex(t: u64) -> String {
     format!("{t:016x}")
 }
 
+/// A user name as a Redis key part: lowercase, only `a-z 0-9 @ . _ + -`,
+/// at most 254 characters; `None` for anything else.
+pub fn user_key(user: &str) -> Option<String> {
+    let u = user.trim().trim_matches(['<', '>']).to_lowercase();
+    let ok = !u.is_empty()
+        && u.len() <= 254
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'_' | b'+' | b'-'));
+    ok.then_some(u)
+}
+
 impl Store {
+    /// The statistics of `user` (Rspamd's `per_user`): Redis keys under
+    /// `u:<user>:`; the in-process store has only the global set.
+    pub fn for_user(&self, user: &str) -> Store {
+        match self {
+            Store::Redis(r, p) => Store::Redis(r.clone(), format!("{p}u:{user}:")),
+            Store::Memory(m) => Store::Memory(m.clone()),
+        }
+    }
+
     /// Learn counts and per-token counts of `tokens`.
     pub async fn counts(&self, tokens: &[u64]) -> Result<(u64, u64, Vec<(u64, u64)>), BayesError> {
         match self {
@@ -374,6 +565,7 @@ impl Store {
                     g.learned.clear();
                 }
                 g.learned.insert(digest.to_owned(), class);
+                g.is_dirty = true;
                 Ok(if previous.is_some() {
                     Learned::Relearned
                 } else {
@@ -508,6 +700,37 @@ mod tests {
         // Balanced tokens say nothing.
         assert_eq!(probability(&[(10, 10), (5, 5)], 100, 100), None);
         assert_eq!(probability(&[(10, 0)], 0, 100), None);
+    }
+
+    #[tokio::test]
+    async fn memory_store_survives_in_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bayes.db");
+        let m = Arc::new(Memory::default());
+        m.attach(&path);
+        let s = Store::Memory(m.clone());
+        let d = "0123456789abcdef0123456789abcdef";
+        s.learn(&[1, 2], d, Class::Spam).await.unwrap();
+        m.save_if_dirty();
+        let again = Arc::new(Memory::default());
+        again.attach(&path);
+        let s2 = Store::Memory(again);
+        assert_eq!(
+            s2.counts(&[1, 3]).await.unwrap(),
+            (1, 0, vec![(1, 0), (0, 0)])
+        );
+        assert_eq!(
+            s2.learn(&[1, 2], d, Class::Spam).await.unwrap(),
+            Learned::Already
+        );
+        // Damaged files are refused, never trusted.
+        let good = std::fs::read(&path).unwrap();
+        for cut in [0, 7, 8, 20, good.len() - 1] {
+            assert!(MemoryInner::decode(&good[..cut]).is_none(), "{cut}");
+        }
+        let mut huge = good.clone();
+        huge[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(MemoryInner::decode(&huge).is_none());
     }
 
     #[tokio::test]

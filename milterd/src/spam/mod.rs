@@ -137,6 +137,9 @@ pub struct Envelope<'a> {
     pub rcpts: &'a [String],
     /// The Postfix queue id (for the log and history).
     pub queue_id: &'a str,
+    /// The user whose Bayes statistics count with `per_user` (rspamc's
+    /// `Deliver-To:`); without it the first recipient.
+    pub deliver_to: Option<&'a str>,
 }
 
 /// Why a scanner could not be built (a config the daemon must refuse).
@@ -198,7 +201,12 @@ impl Scanner {
             .map(|u| Arc::new(redis::Redis::new(u)));
         let bayes = match &redis {
             Some(r) => Store::Redis(r.clone(), cfg.redis_prefix.clone()),
-            None => Store::Memory(local().bayes.clone()),
+            None => {
+                if let Some(f) = &cfg.bayes.file {
+                    local().bayes.attach(f);
+                }
+                Store::Memory(local().bayes.clone())
+            }
         };
         let greylist = greylist::Greylist {
             cfg: cfg.greylist,
@@ -230,6 +238,15 @@ impl Scanner {
         match self.bayes {
             Store::Redis(..) => "redis",
             Store::Memory(_) => "memory",
+        }
+    }
+
+    /// The Bayes store for a message to `user` (global unless
+    /// `per_user`).
+    fn store(&self, user: Option<&str>) -> Store {
+        match user.and_then(bayes::user_key) {
+            Some(u) if self.cfg.bayes.per_user => self.bayes.for_user(&u),
+            _ => self.bayes.clone(),
         }
     }
 
@@ -328,13 +345,14 @@ impl Scanner {
         }
 
         // Bayes.
+        let store = self.store(env.deliver_to.or(env.rcpts.first().map(String::as_str)));
         let tokens = if self.cfg.bayes.enabled {
             bayes::tokens(&c)
         } else {
             Vec::new()
         };
         if self.cfg.bayes.enabled && !tokens.is_empty() {
-            match tokio::time::timeout_at(deadline, self.bayes.counts(&tokens)).await {
+            match tokio::time::timeout_at(deadline, store.counts(&tokens)).await {
                 Ok(Ok((ns, nh, counts))) => {
                     let min = self.cfg.bayes.min_learns;
                     if ns >= min
@@ -435,8 +453,7 @@ impl Scanner {
             };
             if let Some(class) = class {
                 let digest = bayes::digest(&tokens);
-                match tokio::time::timeout_at(deadline, self.bayes.learn(&tokens, &digest, class))
-                    .await
+                match tokio::time::timeout_at(deadline, store.learn(&tokens, &digest, class)).await
                 {
                     Ok(Ok(Learned::Learned | Learned::Relearned)) => {
                         local().stats.learned();
@@ -472,16 +489,18 @@ impl Scanner {
         scan
     }
 
-    /// Learns `raw` as `class` (rspamc `learn_spam` / `learn_ham`).
+    /// Learns `raw` as `class` (rspamc `learn_spam` / `learn_ham`), for
+    /// `user` with `per_user`.
     pub async fn learn(
         &self,
         raw: &[u8],
         class: Class,
+        user: Option<&str>,
     ) -> Result<(Learned, Option<String>), bayes::BayesError> {
         let c = content::parse(raw);
         let tokens = bayes::tokens(&c);
         let digest = bayes::digest(&tokens);
-        let r = self.bayes.learn(&tokens, &digest, class).await?;
+        let r = self.store(user).learn(&tokens, &digest, class).await?;
         if matches!(r, Learned::Learned | Learned::Relearned) {
             local().stats.learned();
         }

@@ -83,6 +83,8 @@ pub struct RawBayes {
     pub autolearn_spam_score: Option<f64>,
     pub autolearn_ham_score: Option<f64>,
     pub min_learns: Option<u64>,
+    pub file: Option<String>,
+    pub per_user: Option<bool>,
 }
 
 /// Raw `[milterd.spam.controller]` (Rspamd's `worker-controller.inc`).
@@ -170,7 +172,7 @@ pub struct Greylist {
 }
 
 /// Validated `[milterd.spam.bayes]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bayes {
     /// `enabled` (default true).
     pub enabled: bool,
@@ -185,6 +187,13 @@ pub struct Bayes {
     /// `min_learns` (default 200): learns of each class before Bayes
     /// classifies.
     pub min_learns: u64,
+    /// `file`: where the embedded store (no `redis_url`) is kept across
+    /// restarts; without it, learning lasts until the process ends.
+    pub file: Option<PathBuf>,
+    /// `per_user` (default false): statistics per recipient (the milter's
+    /// first envelope recipient, rspamc's `-d`/`Deliver-To:`) instead of
+    /// one global set; needs `redis_url`.
+    pub per_user: bool,
 }
 
 /// Validated `[milterd.spam.controller]`.
@@ -694,7 +703,26 @@ pub fn check(raw: &RawSpam, errors: &mut Vec<ConfigError>) -> SpamConfig {
             .and_then(|b| b.autolearn_ham_score)
             .unwrap_or(DEFAULT_AUTOLEARN_HAM_SCORE),
         min_learns: b.and_then(|b| b.min_learns).unwrap_or(DEFAULT_MIN_LEARNS),
+        file: b.and_then(|b| b.file.as_ref()).map(PathBuf::from),
+        per_user: b.and_then(|b| b.per_user).unwrap_or(false),
     };
+    if bayes.per_user && raw.redis_url.is_none() {
+        errors.push(ConfigError::new(
+            "[milterd.spam.bayes].per_user",
+            "needs [milterd.spam].redis_url (the in-process store is global)",
+        ));
+    }
+    if let Some(f) = &bayes.file
+        && !f.is_absolute()
+    {
+        errors.push(ConfigError::new(
+            "[milterd.spam.bayes].file",
+            format!(
+                "`{}` must be an absolute path such as \"/var/lib/postwerk/bayes.db\"",
+                f.display()
+            ),
+        ));
+    }
     if bayes.autolearn_ham_score >= bayes.autolearn_spam_score {
         errors.push(ConfigError::new(
             "[milterd.spam.bayes].autolearn_ham_score",
@@ -846,6 +874,13 @@ pub fn describe(s: &SpamConfig) -> Vec<(String, String)> {
             s.bayes.min_learns.to_string(),
         ),
         (
+            "[milterd.spam.bayes].file".to_owned(),
+            s.bayes
+                .file
+                .as_ref()
+                .map_or_else(|| "(none)".to_owned(), |f| f.display().to_string()),
+        ),
+        (
             "[milterd.spam.controller].listen".to_owned(),
             super::super::list(&c.listen),
         ),
@@ -992,6 +1027,8 @@ mod tests {
                 "[bayes]\nautolearn_ham_score = 20",
                 "[milterd.spam.bayes].autolearn_ham_score",
             ),
+            ("[bayes]\nfile = \"bayes.db\"", "[milterd.spam.bayes].file"),
+            ("[bayes]\nper_user = true", "[milterd.spam.bayes].per_user"),
         ] {
             let e = parse(text).unwrap_err();
             assert!(
