@@ -185,7 +185,9 @@ async fn mariadb(stored: &str) -> (String, String) {
     let name = format!("postwerk_authbench_{}", std::process::id());
     let out = Command::new("mariadb")
         .args(["-uroot", "-e"])
-        .arg(format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
+        .arg(format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
         .output()
         .expect("run mariadb (is mariadb-client installed and the server running?)");
     assert!(out.status.success(), "{out:?}");
@@ -239,7 +241,10 @@ password_query = SELECT username AS user, domain, password FROM accounts WHERE u
         ),
     )
     .unwrap();
-    format!("passdb {{\n  driver = sql\n  args = {}\n}}\n", conf.display())
+    format!(
+        "passdb {{\n  driver = sql\n  args = {}\n}}\n",
+        conf.display()
+    )
 }
 
 fn dovecot_passwd_file(dir: &Path, stored: &str) -> String {
@@ -315,7 +320,9 @@ async fn main() {
         raw_verify_rate(2, &stored),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    println!("successful logins/s over the auth-client protocol; first = every login verifies the hash, repeat = login cache on");
+    println!(
+        "successful logins/s over the auth-client protocol; first = every login verifies the hash, repeat = login cache on"
+    );
     println!(
         "{:>5} | {:>18} | {:>18} | {:>16} | {:>18} | {:>16} | {:>9} | {:>9}",
         "conns",

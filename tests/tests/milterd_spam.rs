@@ -942,3 +942,70 @@ fn per_user_bayes_keeps_each_recipients_statistics_apart() {
         milterd.log()
     );
 }
+
+/// The controller's web view in a real browser: headless Chromium loads
+/// the page (loopback needs no password, as Rspamd's secure_ip) and the
+/// rendered DOM shows the history of the messages just scanned, with their
+/// actions, and the chart over time.
+#[test]
+fn the_web_view_shows_the_history_in_headless_chromium() {
+    let chromium = require("chromium");
+    let dir = TestDir::new("milterd-spam-web");
+    let (port, ctl) = (free_port(), free_port());
+    let config = format!(
+        "[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"127.0.0.1:9\"]\n\n\
+         [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:{ctl}\"]\n"
+    );
+    let _milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &config,
+        &[Ready::Tcp(port), Ready::Tcp(ctl)],
+    );
+    let gtube = dir.write(
+        "gtube.eml",
+        format!(
+            "From: spammer@web-view.test\nTo: user1@example.org\nSubject: web view gtube\nDate: Sun, 29 Nov 2026 10:00:00 +0000\nMessage-ID: <gtube@web-view.test>\n\n{GTUBE}\n"
+        ),
+        0o644,
+    );
+    let clean = dir.write(
+        "clean.eml",
+        "From: friend@web-view.test\nTo: user1@example.org\nSubject: web view hello\nDate: Sun, 29 Nov 2026 10:00:00 +0000\nMessage-ID: <clean@web-view.test>\n\nSee you tomorrow at the station.\n",
+        0o644,
+    );
+    let out = rspamc(ctl, None, &["symbols"], &[gtube, clean]).assert_success();
+    assert!(out.stdout.contains("GTUBE"), "{out}");
+
+    let profile = dir.mkdir("chromium-profile", 0o700);
+    let mut cmd = Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--virtual-time-budget=5000",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg("--dump-dom")
+    .arg(format!("http://127.0.0.1:{ctl}/"));
+    let out = run(&mut cmd, None, Duration::from_secs(120));
+    let dom = out.stdout;
+    assert!(
+        dom.contains("<table id=\"history\">"),
+        "no history table in the rendered page:\n{dom}"
+    );
+    assert!(
+        dom.contains("web view gtube") && dom.contains("web view hello"),
+        "the scanned messages are not in the history:\n{dom}"
+    );
+    assert!(
+        dom.contains(">reject<"),
+        "the GTUBE message's action:\n{dom}"
+    );
+    assert!(dom.contains("<svg id=\"throughput\""), "no chart:\n{dom}");
+}
