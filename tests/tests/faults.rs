@@ -380,6 +380,15 @@ fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
         authd_log.contains("temp"),
         "authd did not log a temporary failure:\n{authd_log}"
     );
+    // IMAP: Dovecot's passdb (authd's dict) fails temporarily, and Dovecot
+    // says so ([UNAVAILABLE]) instead of "authentication failed".
+    match mail.stack.imap.login("user2@example.org", PASSWORD) {
+        Ok(_) => panic!("IMAP login succeeded with the database away"),
+        Err(text) => assert!(
+            text.contains("UNAVAILABLE") || text.contains("Temporary"),
+            "IMAP login during the cut: {text}"
+        ),
+    }
     // Queued mail, the maps back but lmtpd's database still away: lmtpd
     // answers 451 for each recipient and Postfix defers.
     proxy.resume();
