@@ -23,7 +23,7 @@ use postwerk_tests::net::TcpProxy;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::redis::RedisPrefix;
 use postwerk_tests::smtp::{Client, Message};
-use postwerk_tests::{Database, MariaDb, Sqlite, TestDir};
+use postwerk_tests::{Database, MariaDb, Postgres, Sqlite, TestDir};
 
 const PASSWORD: &str = "fault-injection pass 7";
 
@@ -290,28 +290,53 @@ fn submission(stack: &Stack, user: &str) -> Client {
 }
 
 /// The database goes away mid-traffic: the maps answer TEMP (Postfix says
-/// 451 at RCPT), SMTP AUTH fails temporarily (454, never 535), lmtpd
-/// answers 451 for mail already queued (Postfix defers it). After the
-/// database returns, every message arrives exactly once; nothing bounced.
+/// 451 at RCPT), SMTP AUTH and IMAP logins fail temporarily, lmtpd answers
+/// 451 for mail already queued (Postfix defers it). After the database
+/// returns, every message arrives exactly once; nothing bounced.
 #[test]
 fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
     let dir = TestDir::new("faults-db-cut");
     let db = MariaDb::fresh();
     provision(&db);
     let reader = TcpReader::create(&db);
+    database_cut(&dir, &db, "127.0.0.1:3306", &|p| reader.url_via(p));
+}
+
+/// The same on PostgreSQL (its errors are classified by other code).
+#[test]
+fn postgres_cut_mid_traffic_defers_and_every_message_arrives_once() {
+    let dir = TestDir::new("faults-pg-cut");
+    let db = Postgres::fresh();
+    provision(&db);
+    let vars: BTreeMap<_, _> = db.template_vars().into_iter().collect();
+    let url = |p: &TcpProxy| {
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{}",
+            vars["db_user"], vars["db_password"], p.port, vars["db_name"]
+        )
+    };
+    database_cut(&dir, &db, "127.0.0.1:5432", &url);
+}
+
+fn database_cut(
+    dir: &TestDir,
+    db: &dyn Database,
+    server: &str,
+    url_via: &dyn Fn(&TcpProxy) -> String,
+) {
     // One proxy for the maps and SMTP AUTH, one for lmtpd: the outage is
     // the same, but with both cut Postfix cannot even resolve the queued
     // mail's domain and never reaches lmtpd; lmtpd's side comes back last
     // so that its own 451 is seen.
-    let mut proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
-    let mut lmtpd_proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
+    let mut proxy = TcpProxy::start(server.parse().unwrap());
+    let mut lmtpd_proxy = TcpProxy::start(server.parse().unwrap());
     // defer_transports holds queued mail, so that the test decides when
     // Postfix talks to lmtpd.
     let mail = start_mail(
-        &dir,
-        &db,
-        &reader.url_via(&proxy),
-        &reader.url_via(&lmtpd_proxy),
+        dir,
+        db,
+        &url_via(&proxy),
+        &url_via(&lmtpd_proxy),
         &["defer_transports = lmtp"],
         None,
     );
