@@ -861,3 +861,79 @@ fn dns_black_hole_is_temperror_within_budget_no_milter_timeout() {
     );
     drop(tcp);
 }
+
+/// The same through Postfix: while the mailboxes' disk is full, Postfix
+/// gets 452 from lmtpd and defers (no bounce); once space returns, a
+/// flush delivers every message exactly once.
+#[test]
+fn disk_full_through_postfix_defers_then_delivers_once() {
+    let dir = TestDir::new("faults-disk-full-postfix");
+    let db = Sqlite::fresh(&dir);
+    provision(&db);
+    let url = db.reader_url();
+    let mut mail = start_mail(&dir, &db, &url, &url, &[], None);
+    // lmtpd again, delivering onto a small tmpfs.
+    let mail_root = dir.join("mailroot");
+    let _fs = Tmpfs::mount(&mail_root, "2m");
+    let vmail = mail.stack.dovecot.vmail_dir().join("mailboxes");
+    let config = mail.lmtpd_config.replace(
+        &vmail.display().to_string(),
+        &mail_root.display().to_string(),
+    );
+    assert_ne!(config, mail.lmtpd_config);
+    assert!(mail.stack.lmtpd.take().unwrap().stop());
+    mail.stack.lmtpd = Some(Daemon::start(
+        &dir,
+        "postwerk-lmtpd",
+        &config,
+        &[Ready::Unix(mail.sockets[3].clone())],
+    ));
+
+    let filler = fill(&mail_root);
+    let port = mail.stack.postfix.smtp_port;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = Message::new(
+            "a@elsewhere.test",
+            &["user1@example.org"],
+            &format!("full {i}"),
+        );
+        let r = send_inbound(port, &m).unwrap();
+        assert!(r.is_positive(), "{r}");
+        sent.push(m.message_id);
+    }
+    let deferred = poll_until(Duration::from_secs(60), || {
+        mail.stack
+            .postfix
+            .maillog()
+            .lines()
+            .filter(|l| {
+                l.contains("postfix/lmtp[") && l.contains("status=deferred") && l.contains(" 452 ")
+            })
+            .count()
+            >= 3
+    });
+    assert!(
+        deferred,
+        "no 452 deferrals:\n{}",
+        mail.stack.postfix.maillog()
+    );
+    assert!(
+        load::maildir_files(&mail_root).is_empty(),
+        "a partial file is visible"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut found = load::message_ids(&mail_root);
+    while Instant::now() < deadline && !sent.iter().all(|id| found.contains_key(id)) {
+        mail.stack.postfix.flush();
+        std::thread::sleep(Duration::from_secs(2));
+        found = load::message_ids(&mail_root);
+    }
+    for id in &sent {
+        assert_eq!(found.get(id), Some(&1), "{id}: {found:?}");
+    }
+    assert_eq!(found.len(), sent.len(), "{found:?}");
+    mail.assert_nothing_bounced();
+}
