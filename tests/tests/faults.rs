@@ -454,7 +454,12 @@ fn database_cut(
             sent.push(m.message_id.clone());
             break;
         }
-        assert!(t.replies("535").is_empty(), "{t}");
+        assert!(
+            t.replies("535")
+                .iter()
+                .all(|l| l.contains("Temporary authentication failure")),
+            "a wrong-password answer after the outage:\n{t}"
+        );
         assert!(
             Instant::now() < deadline,
             "submission does not recover:\n{t}"
