@@ -157,6 +157,15 @@ pub fn tcp_table(data: &[u8]) {
     use postwerk_policyd::proto::tcp_table::{self, Reply, TcpTableCodec};
     let run = same_whatever_the_chunks(|| TcpTableCodec::new(256), data, |_, _| {});
     assert!(run.frames.len() <= data.len());
+    // Strict: only `%` and two hex digits is an escape.
+    if tcp_table::decode(data).is_ok() {
+        for (i, _) in data.iter().enumerate().filter(|(_, b)| **b == b'%') {
+            assert!(
+                data.get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+            );
+        }
+    }
     // Whatever the bytes, what we encode decodes back to them and is one
     // printable token (no space, no line end).
     let mut enc = BytesMut::new();

@@ -23,7 +23,7 @@ use postwerk_tests::net::TcpProxy;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::redis::RedisPrefix;
 use postwerk_tests::smtp::{Client, Message};
-use postwerk_tests::{Database, MariaDb, Sqlite, TestDir};
+use postwerk_tests::{Database, MariaDb, Postgres, Sqlite, TestDir};
 
 const PASSWORD: &str = "fault-injection pass 7";
 
@@ -290,28 +290,53 @@ fn submission(stack: &Stack, user: &str) -> Client {
 }
 
 /// The database goes away mid-traffic: the maps answer TEMP (Postfix says
-/// 451 at RCPT), SMTP AUTH fails temporarily (454, never 535), lmtpd
-/// answers 451 for mail already queued (Postfix defers it). After the
-/// database returns, every message arrives exactly once; nothing bounced.
+/// 451 at RCPT), SMTP AUTH and IMAP logins fail temporarily, lmtpd answers
+/// 451 for mail already queued (Postfix defers it). After the database
+/// returns, every message arrives exactly once; nothing bounced.
 #[test]
 fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
     let dir = TestDir::new("faults-db-cut");
     let db = MariaDb::fresh();
     provision(&db);
     let reader = TcpReader::create(&db);
+    database_cut(&dir, &db, "127.0.0.1:3306", &|p| reader.url_via(p));
+}
+
+/// The same on PostgreSQL (its errors are classified by other code).
+#[test]
+fn postgres_cut_mid_traffic_defers_and_every_message_arrives_once() {
+    let dir = TestDir::new("faults-pg-cut");
+    let db = Postgres::fresh();
+    provision(&db);
+    let vars: BTreeMap<_, _> = db.template_vars().into_iter().collect();
+    let url = |p: &TcpProxy| {
+        format!(
+            "postgres://{}:{}@127.0.0.1:{}/{}",
+            vars["db_user"], vars["db_password"], p.port, vars["db_name"]
+        )
+    };
+    database_cut(&dir, &db, "127.0.0.1:5432", &url);
+}
+
+fn database_cut(
+    dir: &TestDir,
+    db: &dyn Database,
+    server: &str,
+    url_via: &dyn Fn(&TcpProxy) -> String,
+) {
     // One proxy for the maps and SMTP AUTH, one for lmtpd: the outage is
     // the same, but with both cut Postfix cannot even resolve the queued
     // mail's domain and never reaches lmtpd; lmtpd's side comes back last
     // so that its own 451 is seen.
-    let mut proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
-    let mut lmtpd_proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
+    let mut proxy = TcpProxy::start(server.parse().unwrap());
+    let mut lmtpd_proxy = TcpProxy::start(server.parse().unwrap());
     // defer_transports holds queued mail, so that the test decides when
     // Postfix talks to lmtpd.
     let mail = start_mail(
-        &dir,
-        &db,
-        &reader.url_via(&proxy),
-        &reader.url_via(&lmtpd_proxy),
+        dir,
+        db,
+        &url_via(&proxy),
+        &url_via(&lmtpd_proxy),
         &["defer_transports = lmtp"],
         None,
     );
@@ -380,6 +405,15 @@ fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
         authd_log.contains("temp"),
         "authd did not log a temporary failure:\n{authd_log}"
     );
+    // IMAP: Dovecot's passdb (authd's dict) fails temporarily, and Dovecot
+    // says so ([UNAVAILABLE]) instead of "authentication failed".
+    match mail.stack.imap.login("user2@example.org", PASSWORD) {
+        Ok(_) => panic!("IMAP login succeeded with the database away"),
+        Err(text) => assert!(
+            text.contains("UNAVAILABLE") || text.contains("Temporary"),
+            "IMAP login during the cut: {text}"
+        ),
+    }
     // Queued mail, the maps back but lmtpd's database still away: lmtpd
     // answers 451 for each recipient and Postfix defers.
     proxy.resume();
@@ -420,7 +454,12 @@ fn database_cut_mid_traffic_defers_and_every_message_arrives_once() {
             sent.push(m.message_id.clone());
             break;
         }
-        assert!(t.replies("535").is_empty(), "{t}");
+        assert!(
+            t.replies("535")
+                .iter()
+                .all(|l| l.contains("Temporary authentication failure")),
+            "a wrong-password answer after the outage:\n{t}"
+        );
         assert!(
             Instant::now() < deadline,
             "submission does not recover:\n{t}"
@@ -826,4 +865,80 @@ fn dns_black_hole_is_temperror_within_budget_no_milter_timeout() {
         timeouts.join("\n")
     );
     drop(tcp);
+}
+
+/// The same through Postfix: while the mailboxes' disk is full, Postfix
+/// gets 452 from lmtpd and defers (no bounce); once space returns, a
+/// flush delivers every message exactly once.
+#[test]
+fn disk_full_through_postfix_defers_then_delivers_once() {
+    let dir = TestDir::new("faults-disk-full-postfix");
+    let db = Sqlite::fresh(&dir);
+    provision(&db);
+    let url = db.reader_url();
+    let mut mail = start_mail(&dir, &db, &url, &url, &[], None);
+    // lmtpd again, delivering onto a small tmpfs.
+    let mail_root = dir.join("mailroot");
+    let _fs = Tmpfs::mount(&mail_root, "2m");
+    let vmail = mail.stack.dovecot.vmail_dir().join("mailboxes");
+    let config = mail.lmtpd_config.replace(
+        &vmail.display().to_string(),
+        &mail_root.display().to_string(),
+    );
+    assert_ne!(config, mail.lmtpd_config);
+    assert!(mail.stack.lmtpd.take().unwrap().stop());
+    mail.stack.lmtpd = Some(Daemon::start(
+        &dir,
+        "postwerk-lmtpd",
+        &config,
+        &[Ready::Unix(mail.sockets[3].clone())],
+    ));
+
+    let filler = fill(&mail_root);
+    let port = mail.stack.postfix.smtp_port;
+    let mut sent = Vec::new();
+    for i in 0..3 {
+        let m = Message::new(
+            "a@elsewhere.test",
+            &["user1@example.org"],
+            &format!("full {i}"),
+        );
+        let r = send_inbound(port, &m).unwrap();
+        assert!(r.is_positive(), "{r}");
+        sent.push(m.message_id);
+    }
+    let deferred = poll_until(Duration::from_secs(60), || {
+        mail.stack
+            .postfix
+            .maillog()
+            .lines()
+            .filter(|l| {
+                l.contains("postfix/lmtp[") && l.contains("status=deferred") && l.contains(" 452 ")
+            })
+            .count()
+            >= 3
+    });
+    assert!(
+        deferred,
+        "no 452 deferrals:\n{}",
+        mail.stack.postfix.maillog()
+    );
+    assert!(
+        load::maildir_files(&mail_root).is_empty(),
+        "a partial file is visible"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut found = load::message_ids(&mail_root);
+    while Instant::now() < deadline && !sent.iter().all(|id| found.contains_key(id)) {
+        mail.stack.postfix.flush();
+        std::thread::sleep(Duration::from_secs(2));
+        found = load::message_ids(&mail_root);
+    }
+    for id in &sent {
+        assert_eq!(found.get(id), Some(&1), "{id}: {found:?}");
+    }
+    assert_eq!(found.len(), sent.len(), "{found:?}");
+    mail.assert_nothing_bounced();
 }

@@ -74,6 +74,25 @@ fn sample(stack: &Stack) -> Sample {
     out
 }
 
+/// [`sample`] once the daemons are idle: Postfix keeps LMTP and socketmap
+/// connections open for a few seconds after the last use, so wait until
+/// every daemon's fd count has held still for 3 s (at most 30 s).
+fn settled_sample(stack: &Stack) -> Sample {
+    let mut last = sample(stack);
+    let mut still_since = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && still_since.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = sample(stack);
+        let fds = |s: &Sample| s.values().map(|v| v.1).collect::<Vec<_>>();
+        if fds(&now) != fds(&last) {
+            still_since = Instant::now();
+        }
+        last = now;
+    }
+    last
+}
+
 /// Waits until every message in `sent` is in a Maildir and Postfix's
 /// queue is empty; returns how often each Message-ID was found.
 fn quiesce(stack: &Stack, sent: &[String]) -> BTreeMap<String, usize> {
@@ -134,6 +153,7 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
     let end = started + Duration::from_secs(seconds);
     let mut sent: Vec<String> = Vec::new();
     let mut refused = Vec::new();
+    let mut temp_refused: Vec<(Message, String)> = Vec::new();
     let mut warm: Option<Sample> = None;
     let mut round = 0u64;
     let port = stack.postfix.smtp_port;
@@ -155,6 +175,7 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
             }
             match s.send(&m).unwrap() {
                 r if r.is_positive() => sent.push(m.message_id),
+                r if r.code < 500 => temp_refused.push((m, r.to_string())),
                 r => refused.push(format!("{}: {r}", m.message_id)),
             }
         }
@@ -167,6 +188,8 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
             let t = stack.submission(from, PASSWORD).send(&m);
             if t.is_accepted() {
                 sent.push(m.message_id);
+            } else if t.replies("5").is_empty() && !t.replies("4").is_empty() {
+                temp_refused.push((m, t.to_string()));
             } else {
                 refused.push(format!("submission {}: {t}", m.message_id));
             }
@@ -185,17 +208,46 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
         }
         if warm.is_none() && started.elapsed() >= warm_up {
             quiesce(&stack, &sent);
-            warm = Some(sample(&stack));
+            warm = Some(settled_sample(&stack));
+        }
+    }
+    // A temporary refusal (4xx) is the client's to retry, as another MTA
+    // would; a permanent one fails the soak.
+    let mut retried = 0;
+    for (m, first) in std::mem::take(&mut temp_refused) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let outcome = loop {
+            let r = SmtpSession::connect(port, "client.example.net").and_then(|mut s| {
+                let r = s.send(&m);
+                s.quit();
+                r
+            });
+            match r {
+                Ok(r) if r.is_positive() => break Ok(()),
+                Ok(r) if r.code >= 500 => break Err(r.to_string()),
+                other if Instant::now() > deadline => {
+                    break Err(format!("still refused ({other:?}); first {first}"));
+                }
+                _ => std::thread::sleep(Duration::from_secs(1)),
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                retried += 1;
+                sent.push(m.message_id);
+            }
+            Err(e) => refused.push(format!("{}: {e}", m.message_id)),
         }
     }
     let found = quiesce(&stack, &sent);
-    let last = sample(&stack);
+    let last = settled_sample(&stack);
     let warm = warm.expect("the soak is longer than its warm-up");
 
     let missing: Vec<_> = sent.iter().filter(|id| !found.contains_key(*id)).collect();
     let dup: Vec<_> = found.iter().filter(|(_, n)| **n > 1).collect();
     let mut report = format!(
-        "soak of {seconds} s: sent {}, delivered {}, lost {}, duplicated {}, refused {}\n\n\
+        "soak of {seconds} s: sent {}, delivered {}, lost {}, duplicated {}, \
+         temporarily refused and retried {retried}, refused {}\n\n\
          | daemon | RSS after warm-up (KiB) | RSS at end (KiB) | fds after warm-up | fds at end |\n\
          |---|---|---|---|---|\n",
         sent.len(),

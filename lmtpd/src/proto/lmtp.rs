@@ -442,6 +442,11 @@ pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
                 match k.to_ascii_uppercase().as_str() {
                     "SIZE" => {
+                        // RFC 1870: size-value = 1*20DIGIT (parse() alone
+                        // would also take a sign).
+                        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(SyntaxError::BadArguments("bad SIZE= value"));
+                        }
                         params.size = Some(
                             v.parse()
                                 .map_err(|_| SyntaxError::BadArguments("bad SIZE= value"))?,
@@ -491,6 +496,20 @@ pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Found while writing fuzz/src/lib.rs's lmtp target: `SIZE=+5` was
+    // taken as 5 because str::parse accepts a sign.
+    #[test]
+    fn size_is_digits_only() {
+        for bad in ["+5", "-5", "", " 5", "5x"] {
+            assert_eq!(
+                parse_command(format!("MAIL FROM:<a@b> SIZE={bad}").as_bytes()),
+                Err(SyntaxError::BadArguments("bad SIZE= value")),
+                "{bad:?}"
+            );
+        }
+        assert!(parse_command(b"MAIL FROM:<a@b> SIZE=00042").is_ok());
+    }
 
     fn codec() -> LmtpCodec {
         LmtpCodec::new(1000, 10_000, 100)

@@ -62,6 +62,11 @@ pub fn decode(s: &[u8]) -> Result<Vec<u8>, CodecError> {
     while i < s.len() {
         if s[i] == b'%' {
             let hex = s.get(i + 1..i + 3).ok_or(CodecError::BadEscape)?;
+            // Two hex digits exactly: from_str_radix alone would also take
+            // a sign (`%+A` as LF).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return Err(CodecError::BadEscape);
+            }
             let h = std::str::from_utf8(hex).map_err(|_| CodecError::BadEscape)?;
             out.push(u8::from_str_radix(h, 16).map_err(|_| CodecError::BadEscape)?);
             i += 3;
@@ -137,6 +142,16 @@ impl Encoder<&Reply> for TcpTableCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Found while writing fuzz/src/lib.rs's tcp_table check: `%+A` decoded
+    // to a line feed because from_str_radix accepts a leading sign.
+    #[test]
+    fn escape_is_two_hex_digits_not_a_signed_number() {
+        for bad in [&b"%+A"[..], b"%-1", b"%+0", b"% A", b"%A"] {
+            assert!(matches!(decode(bad), Err(CodecError::BadEscape)), "{bad:?}");
+        }
+        assert_eq!(decode(b"a%0Ab%25").unwrap(), b"a\nb%");
+    }
 
     #[test]
     fn captured_requests() {
