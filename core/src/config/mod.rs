@@ -459,6 +459,24 @@ fn check_database(raw: &raw::Database, errors: &mut Vec<ConfigError>) -> Option<
     })
 }
 
+/// For the sections' unit tests: parses `text` as one section's raw
+/// table and checks it with `check`; `Err` with every error found.
+#[cfg(test)]
+pub(crate) fn parse_section<R: serde::de::DeserializeOwned, C>(
+    text: &str,
+    check: impl FnOnce(&R, &mut Vec<ConfigError>) -> C,
+) -> Result<C, Vec<ConfigError>> {
+    let raw: R =
+        toml::from_str(text).map_err(|e| vec![ConfigError::new("(toml)", e.to_string())])?;
+    let mut errors = Vec::new();
+    let c = check(&raw, &mut errors);
+    if errors.is_empty() {
+        Ok(c)
+    } else {
+        Err(errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

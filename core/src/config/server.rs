@@ -237,15 +237,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<ServerConfig, Vec<ConfigError>> {
-        let raw: Raw =
-            toml::from_str(text).map_err(|e| vec![ConfigError::new("x", e.to_string())])?;
-        let mut errors = Vec::new();
-        let c = check(&raw, &mut errors);
-        if errors.is_empty() {
-            Ok(c)
-        } else {
-            Err(errors)
-        }
+        crate::config::parse_section::<Raw, _>(text, check)
     }
 
     #[test]

@@ -936,15 +936,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<SpamConfig, Vec<ConfigError>> {
-        let raw: RawSpam =
-            toml::from_str(text).map_err(|e| vec![ConfigError::new("(toml)", e.to_string())])?;
-        let mut errors = Vec::new();
-        let c = check(&raw, &mut errors);
-        if errors.is_empty() {
-            Ok(c)
-        } else {
-            Err(errors)
-        }
+        crate::config::parse_section::<RawSpam, _>(text, check)
     }
 
     #[test]
