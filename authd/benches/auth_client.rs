@@ -168,6 +168,7 @@ socket_mode = \"0600\"\nlogin_cache_ttl = \"{cache_ttl}\"\n",
     .unwrap();
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_postwerk-authd"))
+        .env("POSTWERK_ALLOW_ROOT", "1")
         .arg("--config")
         .arg(&toml)
         .stdout(Stdio::null())

@@ -81,6 +81,7 @@ bruteforce_backoff = \"{backoff}\"\nbruteforce_backoff_max = \"{backoff}\"\n{red
             let log = std::fs::File::create(path.join(format!("authd-{i}.log"))).unwrap();
             env.authds.push(
                 Command::new(env!("CARGO_BIN_EXE_postwerk-authd"))
+                    .env("POSTWERK_ALLOW_ROOT", "1")
                     .arg("--config")
                     .arg(&toml)
                     .stdout(Stdio::null())

@@ -61,6 +61,7 @@ impl Fixture {
         .unwrap();
         let log = std::fs::File::create(path.join("authd.log")).unwrap();
         let authd = Command::new(env!("CARGO_BIN_EXE_postwerk-authd"))
+            .env("POSTWERK_ALLOW_ROOT", "1")
             .arg("--config")
             .arg(path.join("postwerk.toml"))
             .stdout(Stdio::null())

@@ -49,6 +49,7 @@ impl Daemon {
             .try_clone()
             .unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         let child = Command::new(workspace_binary(binary))
+            .env("POSTWERK_ALLOW_ROOT", "1")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "debug")

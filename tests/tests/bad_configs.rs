@@ -44,6 +44,8 @@ fn every_program_refuses_every_bad_config_for_its_reason() {
                 .arg(case.join("postwerk.toml"))
                 .args(*args)
                 .env_remove("POSTWERK_DATABASE_URL")
+                // Errors found while binding come after the root check.
+                .env("POSTWERK_ALLOW_ROOT", "1")
                 .output()
                 .unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
@@ -62,4 +64,53 @@ fn every_program_refuses_every_bad_config_for_its_reason() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Every daemon started as root refuses to run (exit 77, EX_NOPERM) and
+/// says how to start it, unless POSTWERK_ALLOW_ROOT=1 tells it otherwise.
+#[test]
+fn daemons_refuse_to_run_as_root_unless_told() {
+    if !nix_is_root() {
+        eprintln!("not root: nothing to check");
+        return;
+    }
+    let dir = postwerk_tests::TestDir::new("refuse-root");
+    let config = dir.write(
+        "postwerk.toml",
+        format!(
+            "[database]\nurl = \"sqlite://{}\"\n",
+            dir.join("v.db").display()
+        ),
+        0o644,
+    );
+    for program in [
+        "postwerk-policyd",
+        "postwerk-authd",
+        "postwerk-lmtpd",
+        "postwerk-milterd",
+    ] {
+        let out = Command::new(workspace_binary(program))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("POSTWERK_ALLOW_ROOT")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(77), "{program}: {err}");
+        assert!(
+            err.contains("refusing to run as root") && err.contains("POSTWERK_ALLOW_ROOT=1"),
+            "{program}: {err}"
+        );
+    }
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }

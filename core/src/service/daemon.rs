@@ -18,6 +18,12 @@ use tracing::{error, info, warn};
 
 /// sysexits.h `EX_CONFIG`: the configuration is unusable.
 pub const EX_CONFIG: u8 = 78;
+/// sysexits.h `EX_NOPERM`: refused to run with these privileges.
+pub const EX_NOPERM: u8 = 77;
+/// Set to `1` to let a daemon run as root (tests, containers); otherwise
+/// a daemon started as root refuses to run. The Debian units start each
+/// daemon as its own user (lmtpd as `vmail`).
+pub const ALLOW_ROOT_ENV: &str = "POSTWERK_ALLOW_ROOT";
 
 /// One daemon's service, plugged into [`daemon_main`].
 pub trait Daemon: 'static {
@@ -64,6 +70,15 @@ pub fn daemon_main<D: Daemon>(path: Option<PathBuf>) -> ExitCode {
     if let Err(e) = crate::log::init(&cfg.log.level) {
         eprintln!("{}: {e}", D::NAME);
         return ExitCode::from(EX_CONFIG);
+    }
+    if nix::unistd::geteuid().is_root() && std::env::var_os(ALLOW_ROOT_ENV).is_none_or(|v| v != "1")
+    {
+        eprintln!(
+            "{}: refusing to run as root: start it as its own unprivileged user (the Debian packages' units do), \
+             or set {ALLOW_ROOT_ENV}=1 to run it as root anyway",
+            D::NAME
+        );
+        return ExitCode::from(EX_NOPERM);
     }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -205,6 +205,7 @@ fn start_lmtpd(dir: &TestDir, db: &dyn Database, vmail: &Path) -> (Child, PathBu
     );
     let log = std::fs::File::create(dir.join("postwerk-lmtpd.log")).expect("create the lmtpd log");
     let child = Command::new(workspace_binary("postwerk-lmtpd"))
+        .env("POSTWERK_ALLOW_ROOT", "1")
         .arg("--config")
         .arg(&config)
         .env("RUST_LOG", "info")

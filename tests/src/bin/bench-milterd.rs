@@ -66,6 +66,7 @@ impl Milterd {
         let out = std::fs::File::create(&log).expect("create the milterd log");
         let err = out.try_clone().expect("clone the log file");
         let child = Command::new(workspace_binary("postwerk-milterd"))
+            .env("POSTWERK_ALLOW_ROOT", "1")
             .arg("--config")
             .arg(&config_path)
             .env("RUST_LOG", "info")
