@@ -29,6 +29,10 @@ use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::smtp::Message;
 use postwerk_tests::{Database, MariaDb, TestDir};
 
+/// Client connections of Postfix processes a daemon may hold open at the
+/// end beyond those at warm-up (see the fd check).
+const FD_SLACK: usize = 4;
+
 const PASSWORD: &str = "soak pass 2026";
 const USERS: [&str; 3] = [
     "user1@example.org",
@@ -285,9 +289,13 @@ fn mixed_traffic_soak_loses_nothing_and_stays_flat() {
             rss_end * 10 <= rss * 11,
             "{name}: RSS grew from {rss} KiB to {rss_end} KiB (more than 10 %)\n{report}"
         );
+        // Postfix's long-lived processes (trivial-rewrite, cleanup, qmgr)
+        // keep a few client connections open for as long as they live, so
+        // the count at any moment varies by the connections that happen to
+        // be open; a leak grows with the traffic (thousands of messages).
         assert!(
-            fds_end <= *fds,
-            "{name}: fds grew from {fds} to {fds_end}\n{report}"
+            fds_end <= *fds + FD_SLACK,
+            "{name}: fds grew from {fds} to {fds_end} (more than {FD_SLACK} open client connections)\n{report}"
         );
     }
 }
