@@ -29,6 +29,9 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("address", address),
     ("milter_headers", milter_headers),
     ("dkim_verify", dkim_verify),
+    ("rspamd_map", rspamd_map),
+    ("srs", srs),
+    ("mta_sts", mta_sts),
 ];
 
 /// Splits off the first byte as a chunk size (1..=32), so that one input
@@ -533,6 +536,78 @@ pub fn dkim_verify(data: &[u8]) {
         }
         if b == b'\n' {
             assert_eq!(i.checked_sub(1).map(|j| h[j]), Some(b'\r'));
+        }
+    }
+}
+
+/// Rspamd multimap map files (the guide's whitelist_ip.map …): never
+/// panics; every IP entry prints to a network that parses back the same;
+/// names are lowercased and have no `#`.
+pub fn rspamd_map(data: &[u8]) {
+    use postwerk_core::config::milterd::Network;
+    use postwerk_core::config::milterd::spam::MultimapKind;
+    use postwerk_milterd::spam::multimap::parse;
+    let text = String::from_utf8_lossy(data);
+    let (ips, _bad) = parse(&text, MultimapKind::Ip);
+    for n in &ips.networks {
+        let again: Network = n
+            .to_string()
+            .parse()
+            .expect("a parsed network prints to one that parses");
+        assert_eq!(&again, n);
+    }
+    let (names, _) = parse(&text, MultimapKind::From);
+    for n in &names.names {
+        assert!(!n.contains('#'), "comment kept in {n:?}");
+        assert_eq!(n, &n.to_lowercase());
+    }
+}
+
+/// SRS: never panics; what `forward` makes, `reverse` turns back into the
+/// sender (same day), and forwarding it again makes an SRS1 address that
+/// reverses to the SRS0 one; reversal of arbitrary input is an error or an
+/// address.
+pub fn srs(data: &[u8]) {
+    use postwerk_policyd::srs::Srs;
+    use std::time::{Duration, UNIX_EPOCH};
+    let text = String::from_utf8_lossy(data);
+    let now = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
+    let s = Srs::new(
+        "srs.example.org",
+        vec![b"fuzz".to_vec(), b"old".to_vec()],
+        21,
+    );
+    let _ = s.reverse(&text, now);
+    let Some((user, host)) = text.rsplit_once('@') else {
+        return;
+    };
+    if user.is_empty() || host.is_empty() || user.contains('=') || Srs::is_srs(user) {
+        return;
+    }
+    if let Some(fwd) = s.forward(&text, now) {
+        assert_eq!(s.reverse(&fwd, now).as_deref(), Ok(&*text), "{fwd}");
+        let hop = fwd.replace("@srs.example.org", "@hop.example");
+        if let Some(s1) = s.forward(&hop, now) {
+            assert_eq!(s.reverse(&s1, now).as_deref(), Ok(&*hop), "{s1}");
+        }
+    }
+}
+
+/// MTA-STS policy files and TXT records: never panics; an enforce policy
+/// answers `secure match=…` with one pattern per `mx`, others nothing.
+pub fn mta_sts(data: &[u8]) {
+    use postwerk_policyd::mta_sts::{Mode, Policy, txt_id};
+    let text = String::from_utf8_lossy(data);
+    let _ = txt_id(&text);
+    if let Ok(p) = Policy::parse(&text) {
+        assert!(p.max_age <= postwerk_policyd::mta_sts::MAX_AGE_LIMIT);
+        match (p.mode, p.answer()) {
+            (Mode::Enforce, Some(a)) => {
+                assert!(a.starts_with("secure match="), "{a}");
+                assert!(!a.contains('\n'), "{a:?}");
+            }
+            (Mode::Enforce, None) => panic!("enforce without an answer"),
+            (_, a) => assert_eq!(a, None),
         }
     }
 }

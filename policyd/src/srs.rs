@@ -81,7 +81,13 @@ impl Srs {
     /// rewrite: no `@`, or already an address of the SRS domain.
     pub fn forward(&self, sender: &str, now: SystemTime) -> Option<String> {
         let (user, host) = sender.rsplit_once('@')?;
-        if user.is_empty() || host.is_empty() || host.eq_ignore_ascii_case(&self.domain) {
+        // `=` separates the fields: a host with one could not be reversed
+        // (no domain name has one).
+        if user.is_empty()
+            || host.is_empty()
+            || host.contains('=')
+            || host.eq_ignore_ascii_case(&self.domain)
+        {
             return None;
         }
         let sep = self.separator;
