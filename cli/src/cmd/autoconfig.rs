@@ -22,8 +22,8 @@
 //! DIR/DOMAIN/.well-known/mta-sts.txt         MTA-STS policy (if enabled)
 //! ```
 
+use super::Ctx;
 use super::server::{IMAPS_PORT, SUBMISSIONS_PORT, Server, ServerArgs};
-use super::{Ctx, parse_domain};
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
@@ -284,22 +284,7 @@ fn files(server: &Server, domain: &str) -> Vec<(&'static str, String)> {
 /// Runs `postwerk autoconfig`.
 pub async fn run(ctx: &Ctx, args: AutoconfigArgs) -> anyhow::Result<()> {
     let server = Server::resolve(&ctx.cfg.server, &args.server)?;
-    let db = ctx.db().await?;
-    let all: Vec<String> = db
-        .domain_list()
-        .await
-        .map_err(|e| ctx.explain(e))?
-        .into_iter()
-        .map(|d| d.domain)
-        .collect();
-    let domains = match &args.domain {
-        Some(d) => {
-            let d = parse_domain(d)?;
-            ctx.require_domain(&d).await?;
-            vec![d]
-        }
-        None => all.clone(),
-    };
+    let (all, domains) = ctx.domains_or(args.domain.as_deref()).await?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut changed = 0usize;

@@ -5,8 +5,8 @@
 //! resolved and compared, each missing or wrong record with its fix.
 //! DKIM records come from the keys milterd signs with (`postwerk dkim`).
 
+use super::Ctx;
 use super::server::{IMAPS_PORT, SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT, Server, ServerArgs};
-use super::{Ctx, parse_domain};
 use crate::output;
 use anyhow::{Context, bail};
 use base64::Engine;
@@ -779,25 +779,10 @@ struct Row {
 /// Runs `postwerk dns`.
 pub async fn run(ctx: &Ctx, args: DnsArgs) -> anyhow::Result<()> {
     let server = Server::resolve(&ctx.cfg.server, &args.server)?;
-    let db = ctx.db().await?;
-    let ours: Vec<String> = db
-        .domain_list()
-        .await
-        .map_err(|e| ctx.explain(e))?
-        .into_iter()
-        .map(|d| d.domain)
-        .collect();
-    let domains = match &args.domain {
-        Some(d) => {
-            let d = parse_domain(d)?;
-            ctx.require_domain(&d).await?;
-            vec![d]
-        }
-        None if ours.is_empty() => {
-            bail!("the database has no domains yet — add one with `postwerk domain add DOMAIN`")
-        }
-        None => ours.clone(),
-    };
+    let (ours, domains) = ctx.domains_or(args.domain.as_deref()).await?;
+    if ours.is_empty() {
+        bail!("the database has no domains yet — add one with `postwerk domain add DOMAIN`");
+    }
     let cert = args.tlsa.as_ref().or(server.tls_certificate.as_ref());
     let tlsa = cert.map(|c| tlsa_spki_sha256(c)).transpose()?;
 

@@ -106,6 +106,32 @@ impl Ctx {
         }
     }
 
+    /// Every domain in the database, and the ones a command works on:
+    /// `given` (which must exist) or all of them.
+    pub async fn domains_or(
+        &self,
+        given: Option<&str>,
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+        let all: Vec<String> = self
+            .db()
+            .await?
+            .domain_list()
+            .await
+            .map_err(|e| self.explain(e))?
+            .into_iter()
+            .map(|d| d.domain)
+            .collect();
+        let chosen = match given {
+            Some(d) => {
+                let d = parse_domain(d)?;
+                self.require_domain(&d).await?;
+                vec![d]
+            }
+            None => all.clone(),
+        };
+        Ok((all, chosen))
+    }
+
     /// Fails with a hint unless `domain` exists.
     pub async fn require_domain(&self, domain: &str) -> anyhow::Result<()> {
         if !self
