@@ -183,12 +183,12 @@ impl Srs {
     }
 
     fn check_hash(&self, given: &str, data: &[&str]) -> Result<(), SrsError> {
-        if given.len() < self.hash_len {
+        // Bytes, not chars: a peer's address may have anything here.
+        let Some(given) = given.as_bytes().get(..self.hash_len) else {
             return Err(SrsError::BadHash);
-        }
-        let given = &given[..self.hash_len.min(given.len())];
+        };
         for i in 0..self.secrets.len() {
-            if base64_equivalent(given, &self.hash(i, data)) {
+            if base64_equivalent(given, self.hash(i, data).as_bytes()) {
                 return Ok(());
             }
         }
@@ -248,7 +248,7 @@ fn stamp(now: SystemTime) -> String {
 
 /// libsrs2's comparison of hashes: case-insensitive, `+` equal to `-` and
 /// `/` to `_` (the standard and the URL-safe base64 alphabets).
-fn base64_equivalent(a: &str, b: &str) -> bool {
+fn base64_equivalent(a: &[u8], b: &[u8]) -> bool {
     let norm = |c: u8| match c {
         b'+' => Some(b'-'),
         b'/' => Some(b'_'),
@@ -257,12 +257,10 @@ fn base64_equivalent(a: &str, b: &str) -> bool {
         _ => None,
     };
     a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .all(|(x, y)| match (norm(x), norm(y)) {
-                (Some(x), Some(y)) => x == y,
-                _ => false,
-            })
+        && a.iter().zip(b).all(|(&x, &y)| match (norm(x), norm(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        })
 }
 
 #[cfg(test)]
@@ -358,9 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn non_ascii_hash_is_refused_not_a_panic() {
+        // Found by the srs fuzz target: a hash cut inside a UTF-8 character.
+        let now = at_day(20786);
+        let addr =
+            "SRS1=abc\u{a5}\u{b5}x=hop.example==Xyws=JS=foreign.example=alice@srs.example.org";
+        assert_eq!(srs().reverse(addr, now), Err(SrsError::BadHash));
+        assert_eq!(
+            srs().reverse("SRS0=\u{e9}\u{e9}\u{e9}=JS=foreign.example=alice@x", now),
+            Err(SrsError::BadHash)
+        );
+    }
+
+    #[test]
     fn equivalence() {
-        assert!(base64_equivalent("Ab+/", "aB-_"));
-        assert!(!base64_equivalent("Ab+/", "aB-a"));
-        assert!(!base64_equivalent("Ab!", "Ab!"));
+        assert!(base64_equivalent(b"Ab+/", b"aB-_"));
+        assert!(!base64_equivalent(b"Ab+/", b"aB-a"));
+        assert!(!base64_equivalent(b"Ab!", b"Ab!"));
     }
 }
