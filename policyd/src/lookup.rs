@@ -418,6 +418,16 @@ impl Lookup {
         let Some((addr, rows)) = self.rows_of_key(key).await? else {
             return Ok(None);
         };
+        self.aliases_of(&addr, rows).await
+    }
+
+    /// [`Lookup::aliases`] for `addr` whose own rows are already read (one
+    /// more query only for `user+tag@` without rows of its own).
+    async fn aliases_of(
+        &self,
+        addr: &Address,
+        rows: AddressRows,
+    ) -> Result<Option<Vec<String>>, DbError> {
         // As in the guide, an account hides every alias of its name.
         if rows.account.is_some() {
             return Ok(None);
@@ -432,7 +442,7 @@ impl Lookup {
                 return Ok(None);
             }
             if !base_rows.named.is_empty() {
-                let ext = extension_of(&addr, &base, &detail);
+                let ext = extension_of(addr, &base, &detail);
                 return Ok(Some(
                     base_rows
                         .named
@@ -527,14 +537,14 @@ impl Lookup {
         if let Some((account, state)) = account {
             return Ok(Route::Account(self.classify(&account, state), account));
         }
-        if rows.named.is_empty() && rows.catch_all.is_empty() {
+        let Some(dests) = self.aliases_of(&addr, rows).await? else {
             // Not an alias at all: Postfix's own "User unknown" applies.
             return Ok(Route::Unknown);
-        }
+        };
         let mut budget = RESOLVE_BUDGET;
-        let mut seen = vec![addr.clone()];
+        let mut seen = vec![addr];
         Ok(Route::Alias(
-            self.resolve(&addr, &mut seen, &mut budget, 0).await?,
+            self.resolve(dests, &mut seen, &mut budget, 0).await?,
         ))
     }
 
@@ -552,24 +562,22 @@ impl Lookup {
         }
     }
 
-    /// The final destinations of `addr`'s aliases, following aliases of
-    /// our own domains as Postfix's virtual alias expansion does, within
-    /// `budget` lookups and [`RESOLVE_DEPTH`] levels (beyond: `Unsure`).
+    /// The final destinations of alias destinations `dests`, following
+    /// aliases of our own domains as Postfix's virtual alias expansion
+    /// does, within `budget` lookups and [`RESOLVE_DEPTH`] levels (beyond:
+    /// `Unsure`). One query per destination (two for `user+tag@`).
     fn resolve<'a>(
         &'a self,
-        addr: &'a Address,
+        dests: Vec<String>,
         seen: &'a mut Vec<Address>,
         budget: &'a mut u32,
         depth: u32,
     ) -> Resolving<'a> {
         Box::pin(async move {
-            let Some(dests) = self.aliases(&addr.to_string()).await? else {
-                return Ok(vec![]);
-            };
             let mut out = Vec::new();
             for dest in dests {
                 let Ok(d) = Address::parse(&dest) else {
-                    out.push((Target::Unsure, addr.clone()));
+                    // Postfix would send it on as it is: not ours to judge.
                     continue;
                 };
                 if *budget == 0 || depth >= RESOLVE_DEPTH {
@@ -581,17 +589,33 @@ impl Lookup {
                     out.push((Target::Foreign, d));
                     continue;
                 }
-                let (base, _) = d.split_detail(&self.delimiter);
-                let rows = self.db.address_rows(base.local(), base.domain()).await?;
+                let rows = self.db.address_rows(d.local(), d.domain()).await?;
+                let own_account = rows.account;
                 // An address that expands to itself is delivered (Postfix).
-                let again = seen.contains(&d);
-                if !again && self.aliases(&d.to_string()).await?.is_some() {
-                    seen.push(d.clone());
-                    out.extend(self.resolve(&d, seen, budget, depth + 1).await?);
+                if !seen.contains(&d)
+                    && let Some(next) = self.aliases_of(&d, rows).await?
+                {
+                    seen.push(d);
+                    out.extend(self.resolve(next, seen, budget, depth + 1).await?);
                     continue;
                 }
-                out.push(match rows.account {
-                    Some(state) => (self.classify(&base, state), base),
+                let account = match own_account {
+                    Some(state) => Some((d.clone(), state)),
+                    None => {
+                        let (base, detail) = d.split_detail(&self.delimiter);
+                        match detail {
+                            Some(_) => self
+                                .db
+                                .address_rows(base.local(), base.domain())
+                                .await?
+                                .account
+                                .map(|state| (base, state)),
+                            None => None,
+                        }
+                    }
+                };
+                out.push(match account {
+                    Some((a, state)) => (self.classify(&a, state), a),
                     None => (Target::Unknown, d),
                 });
             }
@@ -599,10 +623,6 @@ impl Lookup {
         })
     }
 
-    /// Runs `f` for the full address, then — when the local part has an
-    /// extension — for the address without it, as Postfix does for
-    /// non-pattern tables. Returns the answer and, for the second try, the
-    /// unmatched extension including its delimiter (`+tag`).
     /// Whether `domain` (normalised) is in `domains`, through the cache.
     async fn domain_known(&self, domain: &str) -> Result<bool, DbError> {
         if let Some(hit) = self.cached(Map::Domains, domain) {
@@ -619,6 +639,10 @@ impl Lookup {
         Ok(known)
     }
 
+    /// Runs `f` for the full address, then — when the local part has an
+    /// extension — for the address without it, as Postfix does for
+    /// non-pattern tables. Returns the answer and, for the second try, the
+    /// unmatched extension including its delimiter (`+tag`).
     async fn with_extension_fallback<'a, F, Fut>(
         &'a self,
         key: &str,
