@@ -17,6 +17,9 @@ and exits 0 for found, 1 for not found, 2 for a refused login, 3 for anything el
 (the error is printed on stderr).
 
 With --login-only it stops after LOGIN (outcome "logged_in" or "login_failed").
+With --move-to MAILBOX it then moves the message found there, as a mail client does
+when the user drags it (UID MOVE, RFC 6851, which Dovecot offers), and reports
+"moved": the server's response.
 """
 
 import argparse
@@ -102,6 +105,7 @@ def main():
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--io-timeout", type=float, default=10.0)
     p.add_argument("--login-only", action="store_true")
+    p.add_argument("--move-to", help="move the message found into this mailbox")
     args = p.parse_args()
     password = sys.stdin.readline().rstrip("\n")
 
@@ -125,7 +129,7 @@ def main():
 
     criterion = '(HEADER Message-ID "%s")' % args.message_id
     while True:
-        typ, data = conn.select('"%s"' % args.mailbox, readonly=True)
+        typ, data = conn.select('"%s"' % args.mailbox, readonly=not args.move_to)
         if typ == "OK":
             typ, data = conn.uid("SEARCH", None, criterion)
             uids = data[0].split() if typ == "OK" and data and data[0] else []
@@ -135,8 +139,15 @@ def main():
                 for part in msg:
                     if isinstance(part, tuple):
                         body = part[1]
+                moved = None
+                if args.move_to:
+                    typ, resp = conn.uid("MOVE", uids[-1], '"%s"' % args.move_to)
+                    if typ != "OK":
+                        raise imaplib.IMAP4.error("UID MOVE: %s %s" % (typ, resp))
+                    moved = typ
                 print(json.dumps({
                     "outcome": "found",
+                    "moved": moved,
                     "mailbox": args.mailbox,
                     "message": body.decode("utf-8", errors="replace"),
                     "quota": quota(conn),

@@ -8,9 +8,11 @@ use std::time::Duration;
 use crate::cli::Postwerk;
 use crate::daemon::{Daemon, Ready};
 use crate::db::Database;
+use crate::dns::Dns;
 use crate::dovecot::{self, Dovecot};
 use crate::imap::{self, Fetch};
 use crate::postfix::{self, Maps, Postfix};
+use crate::redis::RedisPrefix;
 use crate::smtp::{self, Message, Transcript};
 use crate::testdir::TestDir;
 use crate::tls::TestCa;
@@ -27,6 +29,23 @@ pub const ALIAS: &str = "alias@example.org";
 pub const SENDONLY: &str = "noreply@example.org";
 /// An account in the catch-all domain, which the catch-all must not shadow.
 pub const CATCHALL_DOMAIN_USER: &str = "info@example.net";
+/// A distribution list: [`USER`] and [`CATCHALL_DOMAIN_USER`].
+pub const LIST: &str = "list@example.org";
+/// An account with a 1 MB quota, for the quota check.
+pub const SMALL: &str = "small@example.org";
+/// Messages per hour [`USER`] may send in the whole guide (policyd's rate
+/// limit, an override for that account).
+pub const RATE_LIMIT: u32 = 3;
+/// Failed SMTP logins from one address before authd blocks it, in the
+/// whole guide.
+pub const BRUTEFORCE_IP_FAILURES: u32 = 3;
+/// Rspamd's controller port, where the guide's `rspamc learn_spam` pipes
+/// (no `-h`) send learning requests; milterd's controller takes it over in
+/// the whole guide. Tests that use it are serialized (.config/nextest.toml,
+/// test group `rspamd-controller`).
+pub const RSPAMD_CONTROLLER: u16 = 11334;
+/// The GTUBE test string of the guide ("Test spam filter").
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 /// The password of [`USER`].
 pub const PASSWORD: &str = "correct horse battery staple";
 /// How long a message may take from accepted to visible over IMAP.
@@ -79,6 +98,14 @@ pub struct Swap {
 }
 
 impl Swap {
+    /// Every daemon swapped in: the whole guide, with what the guide's
+    /// Rspamd does (spam scoring, Bayes in Redis learning from IMAP moves)
+    /// and what postwerk adds (rate limit, quota check at RCPT, brute-force
+    /// protection) switched on.
+    pub fn whole(self) -> bool {
+        self == Swap::ALL
+    }
+
     /// The guide as written.
     pub const GUIDE: Swap = Swap {
         policyd: false,
@@ -118,10 +145,20 @@ pub fn start_authd(
     db: &dyn Database,
     vmail_dir: &std::path::Path,
 ) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
+    start_authd_with(dir, db, vmail_dir, "")
+}
+
+/// Like [`start_authd`], with `extra` TOML lines for `[authd]`.
+pub fn start_authd_with(
+    dir: &TestDir,
+    db: &dyn Database,
+    vmail_dir: &std::path::Path,
+    extra: &str,
+) -> (Daemon, std::path::PathBuf, std::path::PathBuf) {
     let (auth, dict) = (dir.join("authd-auth.sock"), dir.join("authd-dict.sock"));
     let config = format!(
         "[database]\nurl = \"{}\"\n\n[authd]\nauth_listen = [\"unix:{}\"]\ndict_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n\
-         home = \"{}/mailboxes/%d/%n\"\n",
+         home = \"{}/mailboxes/%d/%n\"\n{extra}",
         db.reader_url(),
         auth.display(),
         dict.display(),
@@ -142,11 +179,41 @@ pub const DKIM_SELECTOR: &str = "demo2026";
 /// postwerk.toml for `postwerk dkim` and postwerk-milterd: keys in
 /// `DIR/dkim/$domain.$selector.key`, milter on `port`.
 pub fn milterd_config(dir: &TestDir, db: &dyn Database, port: u16) -> String {
-    format!(
-        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\n\n[milterd.dkim]\nselector = [\"{DKIM_SELECTOR}\"]\npath = \"{}/$domain.$selector.key\"\n",
-        db.reader_url(),
+    milterd_config_with(dir, db, port, None)
+}
+
+/// Like [`milterd_config`]; with `spam` (the test DNS server and a Redis
+/// prefix), milterd does the guide's Rspamd's job too: verification with
+/// that DNS, spam scoring with Bayes in Redis, and the controller on
+/// Rspamd's port for the guide's `rspamc` learning pipes.
+pub fn milterd_config_with(
+    dir: &TestDir,
+    db: &dyn Database,
+    port: u16,
+    spam: Option<(&Dns, &RedisPrefix)>,
+) -> String {
+    let mut config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\n",
+        db.reader_url()
+    );
+    if let Some((dns, _)) = spam {
+        config.push_str(&format!(
+            "dns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n",
+            dns.addr
+        ));
+    }
+    config.push_str(&format!(
+        "\n[milterd.dkim]\nselector = [\"{DKIM_SELECTOR}\"]\npath = \"{}/$domain.$selector.key\"\n",
         dir.join("dkim").display()
-    )
+    ));
+    if let Some((_, redis)) = spam {
+        config.push_str(&format!(
+            "\n[milterd.spam]\nredis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\n\n\
+             [milterd.spam.controller]\nlisten = [\"inet:127.0.0.1:{RSPAMD_CONTROLLER}\"]\n",
+            redis.key("milterd:")
+        ));
+    }
+    config
 }
 
 /// Where [`start_lmtpd`] listens.
@@ -196,6 +263,11 @@ pub struct Stack {
     pub authd: Option<Daemon>,
     /// postwerk-milterd, when it is the milter.
     pub milterd: Option<Daemon>,
+    /// The test DNS server milterd asks, in the whole guide.
+    pub dns: Option<Dns>,
+    /// The Redis keys of milterd's Bayes and policyd's rate limit, in the
+    /// whole guide (removed when the stack is dropped).
+    pub redis: Option<RedisPrefix>,
 }
 
 impl Stack {
@@ -218,8 +290,37 @@ impl Stack {
         swap: Swap,
         extra_main_cf: &[&str],
     ) -> Stack {
+        let whole = swap.whole();
+        let dns = whole.then(Dns::start);
+        let redis = whole.then(RedisPrefix::fresh);
+        let vmail = dir.join("vmail"); // the tree Dovecot::start makes
+        let mut restrictions = None;
         let (maps, policyd) = if swap.policyd {
-            let (d, socket) = start_policyd(dir, db, "");
+            // In the whole guide policyd is also Postfix's policy service:
+            // a sending rate limit for USER (counters in Redis) and the
+            // quota check at RCPT, which reads the Maildirs lmtpd writes.
+            let policy_socket = dir.join("policyd-policy.sock");
+            let extra = match &redis {
+                Some(redis) => format!(
+                    "policy_listen = [\"unix:{}\"]\n\n[policyd.ratelimit]\nredis_url = \"redis://127.0.0.1:6379\"\n\
+                     redis_prefix = \"{}\"\n\n[[policyd.ratelimit.override]]\nmatch = \"{USER}\"\nmessages_per_hour = {RATE_LIMIT}\n\n\
+                     [lmtpd]\nmail_home = \"{}/mailboxes/%d/%n\"\n",
+                    policy_socket.display(),
+                    redis.key("ratelimit:"),
+                    vmail.display()
+                ),
+                None => String::new(),
+            };
+            let (d, socket) = start_policyd(dir, db, &extra);
+            if whole {
+                // As contrib/postfix/main.cf.policyd: the policy service
+                // first, then the guide's recipient-access map.
+                restrictions = Some(format!(
+                    "smtpd_recipient_restrictions = check_policy_service unix:{}, check_recipient_access socketmap:unix:{}:recipient_access",
+                    policy_socket.display(),
+                    socket.display()
+                ));
+            }
             (
                 Maps::socketmap(&format!("unix:{}", socket.display())),
                 Some(d),
@@ -228,6 +329,7 @@ impl Stack {
             (Maps::sql(dir, db), None)
         };
         let mut config = postfix::Config::guide(maps);
+        config.extra_main_cf.extend(restrictions);
         config
             .extra_main_cf
             .extend(extra_main_cf.iter().map(|l| (*l).to_owned()));
@@ -235,8 +337,16 @@ impl Stack {
             config.virtual_transport = format!("lmtp:unix:{}", lmtpd_socket(dir).display());
         }
         let (authd, auth_dict) = if swap.authd {
-            // The same tree Dovecot::start makes (DIR/vmail).
-            let (d, auth, dict) = start_authd(dir, db, &dir.join("vmail"));
+            // In the whole guide a few failed logins from one address block
+            // it (the account budget stays high so only the address is).
+            let extra = if whole {
+                format!(
+                    "bruteforce_ip_failures = {BRUTEFORCE_IP_FAILURES}\nbruteforce_account_failures = 1000\nbruteforce_backoff = \"120s\"\n"
+                )
+            } else {
+                String::new()
+            };
+            let (d, auth, dict) = start_authd_with(dir, db, &vmail, &extra);
             config.sasl_path = auth.display().to_string();
             (Some(d), Some(dict))
         } else {
@@ -245,16 +355,23 @@ impl Stack {
         let milterd = swap.milterd.then(|| {
             let port = crate::net::free_port();
             config.milters = Some(format!("inet:127.0.0.1:{port}"));
+            let spam = dns.as_ref().zip(redis.as_ref());
+            let mut ready = vec![Ready::Tcp(port)];
+            if spam.is_some() {
+                ready.push(Ready::Tcp(RSPAMD_CONTROLLER));
+            }
             Daemon::start(
                 dir,
                 "postwerk-milterd",
-                &milterd_config(dir, db, port),
-                &[Ready::Tcp(port)],
+                &milterd_config_with(dir, db, port, spam),
+                &ready,
             )
         });
         let mut stack = Stack::start_full(dir, db, config, auth_dict, policyd);
         stack.authd = authd;
         stack.milterd = milterd;
+        stack.dns = dns;
+        stack.redis = redis;
         if swap.lmtpd {
             stack.lmtpd = Some(start_lmtpd(dir, db, stack.dovecot.vmail_dir()));
         }
@@ -296,6 +413,8 @@ impl Stack {
             lmtpd: None,
             authd: None,
             milterd: None,
+            dns: None,
+            redis: None,
         }
     }
 
@@ -413,7 +532,16 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         &["alias", "add", &format!("@{CATCHALL_DOMAIN}"), USER],
         None,
     );
+    if swap.whole() {
+        say.step("adding a distribution list and an account with a small quota");
+        admin(&["alias", "add", LIST, USER, CATCHALL_DOMAIN_USER], None);
+        admin(
+            &["account", "add", SMALL, "--quota", "1M", "--password-stdin"],
+            Some(&password_line),
+        );
+    }
 
+    let mut dkim_records = None;
     if swap.milterd {
         say.step(
             "making a DKIM key for example.org with `postwerk dkim keygen` (milterd signs with it)",
@@ -432,6 +560,7 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         say.command(&pwc.command_line(&args));
         let out = pwc.run(&args, None);
         say.note(out.trim_end());
+        dkim_records = Some(crate::dkim::published_records(&pwc, DOMAIN));
     }
     if swap == Swap::GUIDE {
         say.step("starting a private Dovecot and Postfix, configured as the guide says");
@@ -509,14 +638,32 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         received.push(msg);
     }
 
-    say.step(
-        "receiving spam (X-Spam-Flag: YES), which the guide's global Sieve script files into Spam",
-    );
-    let spam =
-        Message::new("spammer@elsewhere.test", &[USER], "buy now").header("X-Spam-Flag: YES");
+    let spam = if swap.whole() {
+        say.step("receiving spam: milterd scores it over the add-header threshold (X-Spam: Yes), the guide's global Sieve files it into Spam");
+        // A From display name that names one of our addresses but a foreign
+        // address behind it: a phishing trick milterd's header rules score.
+        Message::new("info@phish.test", &[USER], "Verify your mailbox")
+            .header(&format!("From: \"it-support@{DOMAIN}\" <info@phish.test>"))
+    } else {
+        say.step(
+            "receiving spam (X-Spam-Flag: YES), which the guide's global Sieve script files into Spam",
+        );
+        Message::new("spammer@elsewhere.test", &[USER], "buy now").header("X-Spam-Flag: YES")
+    };
     let t = stack.inbound().send(&spam);
     assert_accepted(&t, "inbound spam");
     say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+
+    let list_mail = swap.whole().then(|| {
+        say.step(&format!(
+            "receiving as from another server: to the distribution list {LIST} ({USER}, {CATCHALL_DOMAIN_USER})"
+        ));
+        let msg = Message::new("someone@elsewhere.test", &[LIST], "to the list");
+        let t = stack.inbound().send(&msg);
+        assert_accepted(&t, "inbound mail to the list");
+        say.note(&format!("mail sent: {}", t.queued_as().unwrap_or("250")));
+        msg
+    });
 
     say.step("checking what must be refused");
     let t = stack.submission(USER, "wrong password").send(&Message::new(
@@ -600,6 +747,17 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
             "{USER} INBOX: signed by milterd: {}",
             sig.chars().take(72).collect::<String>()
         ));
+        if let Some(records) = &dkim_records {
+            let lines = crate::dkim::dkimpy_verify(dir, &message, records);
+            assert!(
+                !lines.is_empty() && lines.iter().all(|l| l.ends_with(" pass")),
+                "dkimpy does not verify milterd's signature with the published record: {lines:?}\n{message}"
+            );
+            say.note(&format!(
+                "dkimpy (python3-dkim) verifies it against the record `postwerk dkim show` prints: {}",
+                lines.join("; ")
+            ));
+        }
     }
     // quota = 2048 (MB) in the accounts row → Dovecot's quota_rule
     // *:storage=2048M → IMAP reports the limit in KiB (RFC 2087).
@@ -620,11 +778,29 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
             msg.subject, msg.message_id
         ));
     }
-    stack.read_back(USER, PASSWORD, "Spam", &spam);
+    let (stored_spam, _) = stack.read_back(USER, PASSWORD, "Spam", &spam);
     say.note(&format!(
         "{USER} Spam: Subject: {} ({})",
         spam.subject, spam.message_id
     ));
+    if swap.whole() {
+        let status = header_line(&stored_spam, "X-Spam-Status")
+            .unwrap_or_else(|| panic!("milterd added no X-Spam-Status:\n{stored_spam}"));
+        assert!(
+            header_line(&stored_spam, "X-Spam").as_deref() == Some("Yes"),
+            "milterd did not mark the spam X-Spam: Yes:\n{stored_spam}"
+        );
+        say.note(&format!("  X-Spam: Yes, X-Spam-Status: {status}"));
+    }
+    if let Some(msg) = &list_mail {
+        for user in [USER, CATCHALL_DOMAIN_USER] {
+            stack.read_back(user, PASSWORD, "INBOX", msg);
+            say.note(&format!(
+                "{user} INBOX: Subject: {} ({}), through the list",
+                msg.subject, msg.message_id
+            ));
+        }
+    }
     // The catch-all must not shadow an existing account (the guide's
     // aliases.cf: AND NOT EXISTS (SELECT id FROM accounts ...)).
     stack.read_back(CATCHALL_DOMAIN_USER, PASSWORD, "INBOX", &received[2]);
@@ -643,10 +819,182 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
     );
     say.note("before STARTTLS the server announces LOGINDISABLED (ssl = required)");
 
+    if swap.whole() {
+        whole_guide(&stack, say, &spam);
+    }
+
     // Last: after a failed login Dovecot delays every further login from the
     // same address (auth penalty), which would only slow the reads above.
     match stack.imap.login(USER, "wrong password") {
         Ok(_) => panic!("IMAP LOGIN with a wrong password succeeded"),
         Err(text) => say.note(&format!("wrong password at IMAP: refused, {text}")),
     }
+}
+
+/// The value of the first header `name` of a stored message, unfolded.
+fn header_line(message: &str, name: &str) -> Option<String> {
+    let mut found: Option<String> = None;
+    for line in message.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if let Some(v) = found.as_mut() {
+            if line.starts_with([' ', '\t']) {
+                v.push(' ');
+                v.push_str(line.trim());
+                continue;
+            }
+            break;
+        }
+        if let Some((n, v)) = line.split_once(':')
+            && n.eq_ignore_ascii_case(name)
+        {
+            found = Some(v.trim().to_owned());
+        }
+    }
+    found
+}
+
+/// `learned: N` of statfile `symbol` in `rspamc stat` (to localhost, as the
+/// guide's Sieve pipes call it); `None` when rspamc got no answer.
+pub fn rspamc_learned(symbol: &str) -> Option<u64> {
+    let mut cmd = std::process::Command::new(crate::exec::require("rspamc"));
+    cmd.arg("stat");
+    let out = crate::exec::run(&mut cmd, None, Duration::from_secs(30));
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("Statfile: {symbol} ")))?
+        .to_owned();
+    line.split("learned: ")
+        .nth(1)?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What the whole guide adds to the scenario: Bayes learning from an IMAP
+/// move, GTUBE, the quota, the rate limit and brute-force protection.
+fn whole_guide(stack: &Stack, say: &Narrator, spam: &Message) {
+    say.step("the user moves the spam back to INBOX: the guide's imapsieve learn-ham.sieve pipes it into `rspamc learn_ham`, which milterd's controller answers");
+    let ham_before = rspamc_learned("BAYES_HAM")
+        .unwrap_or_else(|| panic!("`rspamc stat` got no answer from milterd's controller"));
+    stack
+        .imap
+        .move_message(USER, PASSWORD, "Spam", &spam.message_id, "INBOX");
+    let learned = crate::exec::poll_until(Duration::from_secs(30), || {
+        rspamc_learned("BAYES_HAM").is_some_and(|n| n > ham_before)
+    });
+    assert!(
+        learned,
+        "moving the spam out of Spam did not train Bayes as ham (BAYES_HAM learned: {:?} before {ham_before})\n{}",
+        rspamc_learned("BAYES_HAM"),
+        stack.milterd.as_ref().map(Daemon::log).unwrap_or_default()
+    );
+    stack.read_back(USER, PASSWORD, "INBOX", spam);
+    say.command("rspamc stat");
+    say.note(&format!(
+        "Statfile: BAYES_HAM learned: {} (was {ham_before}); the message is in INBOX again",
+        rspamc_learned("BAYES_HAM").unwrap_or_default()
+    ));
+
+    say.step("what milterd and policyd refuse");
+    let mut gtube = Message::new("someone@elsewhere.test", &[USER], "test spam");
+    gtube.body = format!("{GTUBE}\n");
+    let t = stack.inbound().send(&gtube);
+    assert!(!t.is_accepted(), "GTUBE was accepted:\n{t}");
+    assert_reply(&t, "554", "GTUBE");
+    say.note(&format!("GTUBE: {}", t.replies("554")[0]));
+
+    // 1 MB of quota: 700 KB fit, another 700 KB do not; refused at RCPT by
+    // policyd from the SIZE the client announces, before any data is sent.
+    let big = |subject: &str| {
+        let mut m = Message::new("someone@elsewhere.test", &[SMALL], subject);
+        let line = "x".repeat(75);
+        for _ in 0..700_000 / 76 {
+            m.body.push_str(&line);
+            m.body.push('\n');
+        }
+        m
+    };
+    let first = big("fits");
+    let (accepted, text) = smtp::send_smtplib(stack.postfix.smtp_port, &first);
+    assert!(
+        accepted,
+        "700 KB to {SMALL} (1 MB quota, empty) were refused:\n{text}"
+    );
+    stack.read_back(SMALL, PASSWORD, "INBOX", &first);
+    let (accepted, text) = smtp::send_smtplib(stack.postfix.smtp_port, &big("does not fit"));
+    assert!(
+        !accepted && text.contains("552") && text.contains("5.2.2"),
+        "another 700 KB to {SMALL} were not refused with 552 5.2.2:\n{text}"
+    );
+    say.note(&format!(
+        "quota: 700 KB to {SMALL} (1 MB) delivered, 700 KB more refused at RCPT: {}",
+        text.trim()
+    ));
+
+    // USER has sent one message this hour (the first step).
+    let mut sent = 1;
+    let refused = loop {
+        let t = stack.submission(USER, PASSWORD).send(&Message::new(
+            USER,
+            &[USER],
+            &format!("message {}", sent + 1),
+        ));
+        if !t.is_accepted() {
+            break t;
+        }
+        sent += 1;
+        assert!(
+            sent <= RATE_LIMIT,
+            "{USER} sent {sent} messages, over the rate limit of {RATE_LIMIT} an hour"
+        );
+    };
+    assert_eq!(
+        sent, RATE_LIMIT,
+        "the rate limit refused too early:\n{refused}"
+    );
+    assert_reply(&refused, "450 4.7.1", "over the rate limit");
+    say.note(&format!(
+        "rate limit: {USER} sent {sent} messages this hour, the next is deferred: {}",
+        refused.replies("450")[0]
+    ));
+    let t = stack
+        .submission(CATCHALL_DOMAIN_USER, PASSWORD)
+        .send(&Message::new(CATCHALL_DOMAIN_USER, &[USER], "not limited"));
+    assert_accepted(&t, "another account's submission during USER's rate limit");
+    say.note(&format!("{CATCHALL_DOMAIN_USER} is not limited: sent"));
+
+    // Brute force from 127.0.0.3 against SMALL: after the budget even the
+    // right password is refused from there, without a password check;
+    // from 127.0.0.1 it works.
+    let from = |password: &str, source: &str| {
+        let mut c = stack.submission(SMALL, password);
+        c.source = Some(source.to_owned());
+        c.send(&Message::new(SMALL, &[USER], "brute force"))
+    };
+    for i in 0..BRUTEFORCE_IP_FAILURES {
+        let t = from("guess", "127.0.0.3");
+        assert!(!t.is_accepted(), "wrong password {i} accepted:\n{t}");
+    }
+    let t = from(PASSWORD, "127.0.0.3");
+    assert!(
+        !t.is_accepted(),
+        "the right password was accepted from 127.0.0.3 after {BRUTEFORCE_IP_FAILURES} failures:\n{t}"
+    );
+    let log = stack.authd.as_ref().map(Daemon::log).unwrap_or_default();
+    assert!(
+        log.contains("Blocked"),
+        "authd did not log the blocked attempt:\n{log}"
+    );
+    say.note(&format!(
+        "brute force: after {BRUTEFORCE_IP_FAILURES} wrong passwords from 127.0.0.3 even the right one is refused from there"
+    ));
+    let t = from(PASSWORD, "127.0.0.1");
+    assert_accepted(&t, "the right password from another address");
+    say.note("from 127.0.0.1 the same login works");
 }

@@ -124,6 +124,30 @@ impl Client {
         }
     }
 
+    /// Logs in as `user`, waits for the message with `message_id` in
+    /// `from` and moves it into `to` (UID MOVE), as a user dragging it in a
+    /// mail client; panics if it is not there or the server refuses.
+    #[track_caller]
+    pub fn move_message(&self, user: &str, password: &str, from: &str, message_id: &str, to: &str) {
+        let v = self.run(
+            user,
+            password,
+            &[
+                "--mailbox",
+                from,
+                "--message-id",
+                message_id,
+                "--move-to",
+                to,
+            ],
+            Duration::from_secs(30),
+        );
+        assert!(
+            v["outcome"] == "found" && v["moved"] == "OK",
+            "moving {message_id} of {user} from {from} to {to}: {v}"
+        );
+    }
+
     /// Only logs in: `Ok(pre-TLS capabilities)` or `Err(server text)`.
     pub fn login(&self, user: &str, password: &str) -> Result<Vec<String>, String> {
         let v = self.run(user, password, &["--login-only"], Duration::from_secs(10));

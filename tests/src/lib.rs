@@ -34,6 +34,7 @@ pub mod cli;
 pub mod corpus;
 pub mod daemon;
 pub mod db;
+pub mod dkim;
 pub mod dns;
 pub mod dovecot;
 pub mod exec;

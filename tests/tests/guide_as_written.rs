@@ -19,6 +19,19 @@
 //!   without TLS is refused, and mail to an unknown user of a known domain is
 //!   rejected with 550 5.1.1.
 //!
+//! With every postwerk daemon swapped in (`guide_with_postwerk_daemons_*`,
+//! and the demo) it is the whole guide of issue 9, postwerk doing each
+//! job, on each database: on top of the above, a distribution list reaches
+//! both members; milterd signs submitted mail (verified by dkimpy against
+//! the record `postwerk dkim show` prints), scores a phishing message into
+//! Spam and rejects GTUBE; moving the spam back to INBOX over IMAP trains
+//! Bayes through the guide's unchanged imapsieve `rspamc` pipes; policyd
+//! refuses mail over a 1 MB quota at RCPT (552 5.2.2) and defers the
+//! message over a sending rate limit (450 4.7.1) while another account
+//! sends; authd blocks an address after a few wrong passwords, even with
+//! the right one, while the same login works from elsewhere.
+//! `scripts/test-deb` runs the SQLite one against the installed packages.
+//!
 //! The scenario itself is `postwerk_tests::guide::as_written`, shared with
 //! the `postwerk-demo` binary. Needs root, scripts/install-deps, and
 //! `cargo build --workspace` (for the `postwerk` binary).

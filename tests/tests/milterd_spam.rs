@@ -16,9 +16,9 @@
 //!   the loopback test DNS server, through rspamc's envelope options;
 //! - Redis down: Bayes is skipped with `BAYES_FAIL`, the scan still
 //!   answers;
-//! - imapsieve: with the guide's Dovecot config and Sieve scripts, copying
+//! - imapsieve: with the guide's Dovecot config and Sieve scripts, moving
 //!   a message into Spam over IMAP trains milterd through the unchanged
-//!   `rspamc learn_spam` pipe (controller on Rspamd's port 11334), copying
+//!   `rspamc learn_spam` pipe (controller on Rspamd's port 11334), moving
 //!   it out relearns it as ham.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,7 +33,7 @@ use postwerk_tests::corpus::{self, Kind, Rng};
 use postwerk_tests::daemon::{Daemon, Ready};
 use postwerk_tests::dns::Dns;
 use postwerk_tests::exec::{Output, poll_until, require, run};
-use postwerk_tests::guide::Stack;
+use postwerk_tests::guide::{GTUBE, RSPAMD_CONTROLLER, Stack, rspamc_learned as learned};
 use postwerk_tests::net::free_port;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::redis::RedisPrefix;
@@ -42,7 +42,6 @@ use postwerk_tests::{Database, Sqlite, TestDir};
 
 const PASSWORD: &str = "s3cret pass";
 const USER: &str = "user1@example.org";
-const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
 fn provision(db: &dyn Database, pw: &Postwerk) {
     let stdin = format!("{PASSWORD}\n");
@@ -610,69 +609,7 @@ fn redis_down_skips_bayes_and_the_scan_still_answers() {
 // ---------------------------------------------------------------------------
 // imapsieve: the guide's learn-spam.sieve / learn-ham.sieve, unchanged,
 // pipe into the real rspamc, which talks to milterd's controller on
-// Rspamd's port.
-
-/// Rspamd's controller port, where the guide's `rspamc learn_spam` (no
-/// `-h`) sends learning requests.
-const RSPAMD_CONTROLLER: u16 = 11334;
-
-/// Copies the message with Message-ID argv[6] from mailbox argv[7] to
-/// argv[8] over IMAP (STARTTLS with the CA argv[3], LOGIN argv[4] with the
-/// password on stdin, from 127.0.0.2): the user moving mail in a client.
-const IMAP_COPY_PY: &str = r#"
-import imaplib, socket, ssl, sys
-host, port, cafile, user, _, mid, src, dst = sys.argv[1:9]
-class Sourced(imaplib.IMAP4):
-    def _create_socket(self, timeout):
-        return socket.create_connection((self.host, self.port), 30, source_address=('127.0.0.2', 0))
-c = Sourced(host, int(port))
-c.starttls(ssl_context=ssl.create_default_context(cafile=cafile))
-c.login(user, sys.stdin.readline().rstrip('\n'))
-c.select(src)
-typ, data = c.search(None, 'HEADER', 'Message-ID', mid)
-ids = data[0].split()
-if not ids:
-    print('not found'); sys.exit(1)
-typ, resp = c.copy(ids[0], dst)
-print(typ, resp[0].decode())
-c.logout()
-"#;
-
-fn imap_copy(dir: &TestDir, stack: &Stack, msg: &Message, from: &str, to: &str) {
-    let script = dir.write("scripts/imap_copy.py", IMAP_COPY_PY, 0o755);
-    let mut cmd = Command::new(require("/usr/bin/python3"));
-    cmd.arg(&script)
-        .args(["127.0.0.1", &stack.dovecot.imap_port.to_string()])
-        .arg(&stack.tls.ca_file)
-        .args([USER, "-", &msg.message_id, from, to]);
-    let out = run(
-        &mut cmd,
-        Some(format!("{PASSWORD}\n").as_bytes()),
-        Duration::from_secs(60),
-    )
-    .assert_success();
-    assert!(out.stdout.starts_with("OK"), "{out}");
-}
-
-/// `learned: N` of a statfile line of `rspamc stat` (localhost, as the
-/// guide's pipes call it).
-fn learned(symbol: &str) -> Option<u64> {
-    let mut cmd = Command::new(require("rspamc"));
-    cmd.arg("stat");
-    let out = run(&mut cmd, None, Duration::from_secs(30));
-    let line = out
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("Statfile: {symbol} ")))?
-        .to_owned();
-    line.split("learned: ")
-        .nth(1)?
-        .split(';')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
+// Rspamd's port (guide::RSPAMD_CONTROLLER).
 
 #[test]
 fn moving_mail_into_spam_over_imap_trains_milterd_through_the_guides_imapsieve_pipes() {
@@ -722,22 +659,26 @@ fn moving_mail_into_spam_over_imap_trains_milterd_through_the_guides_imapsieve_p
 
     // The user moves it into Spam: imapsieve runs learn-spam.sieve, which
     // pipes the message into `rspamc learn_spam`.
-    imap_copy(&dir, &stack, &msg, "INBOX", "Spam");
+    stack
+        .imap
+        .move_message(USER, PASSWORD, "INBOX", &msg.message_id, "Spam");
     let spam_learned = poll_until(Duration::from_secs(30), || learned("BAYES_SPAM") == Some(1));
     assert!(
         spam_learned,
-        "the copy into Spam did not train milterd (BAYES_SPAM learned: {:?})\n{}",
+        "the move into Spam did not train milterd (BAYES_SPAM learned: {:?})\n{}",
         learned("BAYES_SPAM"),
         milterd.log()
     );
     // Out of Spam again: learn-ham.sieve relearns it as ham.
-    imap_copy(&dir, &stack, &msg, "Spam", "INBOX");
+    stack
+        .imap
+        .move_message(USER, PASSWORD, "Spam", &msg.message_id, "INBOX");
     let relearned = poll_until(Duration::from_secs(30), || {
         learned("BAYES_HAM") == Some(1) && learned("BAYES_SPAM") == Some(0)
     });
     assert!(
         relearned,
-        "the copy out of Spam did not relearn it as ham (spam {:?}, ham {:?})\n{}",
+        "the move out of Spam did not relearn it as ham (spam {:?}, ham {:?})\n{}",
         learned("BAYES_SPAM"),
         learned("BAYES_HAM"),
         milterd.log()
