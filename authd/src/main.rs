@@ -6,6 +6,7 @@
 use clap::Parser;
 use postwerk_authd::{Listeners, Shared};
 use postwerk_core::config::Config;
+use postwerk_core::config::daemon::ServiceConfig;
 use postwerk_core::service::{self, Daemon, Limits, ListenError, ServeError};
 use std::future::Future;
 use std::path::PathBuf;
@@ -39,8 +40,8 @@ impl Daemon for Authd {
     fn shared(cfg: &Config) -> Result<Arc<Shared>, Self::SharedError> {
         postwerk_authd::shared(cfg)
     }
-    fn limits(cfg: &Config) -> Limits {
-        cfg.authd.service.limits
+    fn service(cfg: &Config) -> &ServiceConfig {
+        &cfg.authd.service
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         let (o, n) = (&old.authd, &new.authd);

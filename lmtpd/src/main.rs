@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use postwerk_core::config::Config;
+use postwerk_core::config::daemon::ServiceConfig;
 use postwerk_core::service::{self, Daemon, Limits, ListenError, Listener, ServeError};
 use postwerk_lmtpd::session::Shared;
 use std::future::Future;
@@ -42,8 +43,8 @@ impl Daemon for Lmtpd {
         }
         postwerk_lmtpd::shared(cfg)
     }
-    fn limits(cfg: &Config) -> Limits {
-        cfg.lmtpd.service.limits
+    fn service(cfg: &Config) -> &ServiceConfig {
+        &cfg.lmtpd.service
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         old.lmtpd.listen != new.lmtpd.listen || old.lmtpd.service.limits != new.lmtpd.service.limits

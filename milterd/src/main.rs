@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use postwerk_core::config::Config;
+use postwerk_core::config::daemon::ServiceConfig;
 use postwerk_core::service::{self, Daemon, Limits, ListenError, ServeError};
 use postwerk_milterd::{Listeners, Shared};
 use std::future::Future;
@@ -38,8 +39,8 @@ impl Daemon for Milterd {
     fn shared(cfg: &Config) -> Result<Arc<Shared>, Self::SharedError> {
         postwerk_milterd::shared(cfg)
     }
-    fn limits(cfg: &Config) -> Limits {
-        cfg.milterd.service.limits
+    fn service(cfg: &Config) -> &ServiceConfig {
+        &cfg.milterd.service
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         let (o, n) = (&old.milterd, &new.milterd);

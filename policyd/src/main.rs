@@ -4,6 +4,7 @@
 
 use clap::Parser;
 use postwerk_core::config::Config;
+use postwerk_core::config::daemon::ServiceConfig;
 use postwerk_core::service::{self, Daemon, Limits, ListenError, ServeError};
 use postwerk_policyd::{Listeners, session::Shared};
 use std::future::Future;
@@ -38,8 +39,8 @@ impl Daemon for Policyd {
     fn shared(cfg: &Config) -> Result<Arc<Shared>, Self::SharedError> {
         postwerk_policyd::shared(cfg)
     }
-    fn limits(cfg: &Config) -> Limits {
-        cfg.policyd.service.limits
+    fn service(cfg: &Config) -> &ServiceConfig {
+        &cfg.policyd.service
     }
     fn needs_restart(old: &Config, new: &Config) -> bool {
         let (o, n) = (&old.policyd, &new.policyd);

@@ -401,3 +401,17 @@ impl Drop for Postfix {
         }
     }
 }
+
+/// One `postmap -q KEY socketmap:unix:SOCKET:MAP`, as Postfix asks a
+/// socketmap (with an empty private main.cf in `DIR/postmap-etc`): the
+/// value, or `None` when postmap found nothing or failed.
+pub fn postmap_socketmap(dir: &TestDir, socket: &Path, map: &str, key: &str) -> Option<String> {
+    dir.write("postmap-etc/main.cf", "compatibility_level = 3.6\n", 0o644);
+    let mut cmd = Command::new(require("postmap"));
+    cmd.arg("-c")
+        .arg(dir.join("postmap-etc"))
+        .args(["-q", key])
+        .arg(format!("socketmap:unix:{}:{map}", socket.display()));
+    let out = run(&mut cmd, None, Duration::from_secs(30));
+    out.is_success().then(|| out.stdout.trim().to_owned())
+}

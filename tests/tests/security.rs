@@ -408,3 +408,122 @@ fn bruteforce_limit_holds_across_two_authd_sharing_redis() {
     assert!(auth_plain(&sock_b, "user2@example.org", PASSWORD, ip).starts_with("OK\t1\t"));
     assert!(!redis.keys().is_empty(), "no brute-force state in Redis");
 }
+
+/// Started as root with `user =` / `group =` in its section (an init system
+/// without systemd's `User=`), every daemon binds its sockets as root and
+/// then runs as that user for good: all four uids and gids are the user's
+/// (/proc/PID/status), no supplementary group is root's, the sockets have
+/// the configured mode, policyd answers postmap from the database as that
+/// user, SIGHUP re-reads the config and SIGTERM stops it cleanly.
+#[test]
+fn daemons_started_as_root_switch_to_the_configured_user_after_binding() {
+    let dir = TestDir::new("security-run-as");
+    let db = MariaDb::fresh();
+    provision(&db);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let nogroup = nix::unistd::Group::from_name("nogroup").unwrap().unwrap();
+    let run_as = "user = \"nobody\"\ngroup = \"nogroup\"\nsocket_mode = \"0666\"\n";
+    let sock = |name: &str| dir.join(format!("{name}.sock"));
+    let milter_port = postwerk_tests::net::free_port();
+    let daemons: Vec<(&str, String, Vec<Ready>)> = vec![
+        (
+            "postwerk-policyd",
+            format!(
+                "[policyd]\n{run_as}socketmap_listen = [\"unix:{}\"]\n",
+                sock("policyd").display()
+            ),
+            vec![Ready::Unix(sock("policyd"))],
+        ),
+        (
+            "postwerk-authd",
+            format!(
+                "[authd]\n{run_as}auth_listen = [\"unix:{}\"]\ndict_listen = [\"unix:{}\"]\n",
+                sock("auth").display(),
+                sock("dict").display()
+            ),
+            vec![Ready::Unix(sock("auth")), Ready::Unix(sock("dict"))],
+        ),
+        (
+            "postwerk-lmtpd",
+            format!(
+                "[lmtpd]\n{run_as}listen = [\"unix:{}\"]\n",
+                sock("lmtpd").display()
+            ),
+            vec![Ready::Unix(sock("lmtpd"))],
+        ),
+        (
+            "postwerk-milterd",
+            format!("[milterd]\n{run_as}listen = [\"inet:127.0.0.1:{milter_port}\"]\n"),
+            vec![Ready::Tcp(milter_port)],
+        ),
+    ];
+    for (binary, section, ready) in daemons {
+        let config = format!("[database]\nurl = \"{}\"\n\n{section}", db.reader_url());
+        let mut daemon = Daemon::start(&dir, binary, &config, &ready);
+        // The sockets accept (into the backlog) from bind(2) on; sessions
+        // are served only after the switch, which the log tells.
+        let switched = postwerk_tests::exec::poll_until(std::time::Duration::from_secs(20), || {
+            daemon.log().contains("switched from root")
+        });
+        assert!(switched, "{binary} did not switch:\n{}", daemon.log());
+        let pid = daemon.pid().unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| -> Vec<u32> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|v| v.parse().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            field("Uid:"),
+            vec![nobody.uid.as_raw(); 4],
+            "{binary} uids:\n{status}"
+        );
+        assert_eq!(
+            field("Gid:"),
+            vec![nogroup.gid.as_raw(); 4],
+            "{binary} gids:\n{status}"
+        );
+        assert!(
+            !field("Groups:").contains(&0),
+            "{binary} kept group root:\n{status}"
+        );
+        for r in &ready {
+            if let Ready::Unix(path) = r {
+                let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o666, "{binary}: {}", path.display());
+            }
+        }
+        if binary == "postwerk-policyd" {
+            assert_eq!(
+                postwerk_tests::postfix::postmap_socketmap(
+                    &dir,
+                    &sock("policyd"),
+                    "domains",
+                    "example.org"
+                )
+                .as_deref(),
+                Some("example.org"),
+                "policyd as nobody:\n{}",
+                daemon.log()
+            );
+        }
+        daemon.signal(nix::sys::signal::Signal::SIGHUP);
+        let reloaded = postwerk_tests::exec::poll_until(std::time::Duration::from_secs(20), || {
+            daemon.log().contains("configuration reloaded")
+        });
+        assert!(
+            reloaded,
+            "{binary} did not reload as nobody:\n{}",
+            daemon.log()
+        );
+        assert!(
+            daemon.stop(),
+            "{binary} did not stop cleanly:\n{}",
+            daemon.log()
+        );
+    }
+}

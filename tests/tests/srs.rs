@@ -18,10 +18,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use postwerk_tests::cli::Postwerk;
-use postwerk_tests::exec::{poll_until, require, run};
+use postwerk_tests::exec::{poll_until, require};
 use postwerk_tests::guide::{Stack, start_policyd};
 use postwerk_tests::net::{free_port, wait_for_port};
-use postwerk_tests::postfix::{self, Maps};
+use postwerk_tests::postfix::{self, Maps, postmap_socketmap};
 use postwerk_tests::smtp::Message;
 use postwerk_tests::{Database, Sqlite, TestDir};
 
@@ -107,18 +107,6 @@ fn dumped(dump: &std::path::Path) -> String {
                 .join("")
         })
         .unwrap_or_default()
-}
-
-/// One `postmap -q` against policyd's socketmap.
-fn postmap(dir: &TestDir, socket: &std::path::Path, map: &str, key: &str) -> Option<String> {
-    dir.write("postmap-etc/main.cf", "compatibility_level = 3.6\n", 0o644);
-    let mut cmd = Command::new(require("postmap"));
-    cmd.arg("-c")
-        .arg(dir.join("postmap-etc"))
-        .args(["-q", key])
-        .arg(format!("socketmap:unix:{}:{map}", socket.display()));
-    let out = run(&mut cmd, None, Duration::from_secs(30));
-    out.is_success().then(|| out.stdout.trim().to_owned())
 }
 
 /// A tcp_table query to PostSRSd 1.x: `200 value`, or `500 why`.
@@ -247,7 +235,7 @@ fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
     let env = sunk(&stack, &dump, &own.token);
     assert!(env.contains("X-Mail-Args: <user1@example.org>"), "{env}");
     assert_eq!(
-        postmap(&dir, &socket, "srs_forward", "user1@example.org"),
+        postmap_socketmap(&dir, &socket, "srs_forward", "user1@example.org"),
         None
     );
 
@@ -269,12 +257,12 @@ fn forwarding_rewrites_foreign_senders_and_bounces_come_back() {
     let theirs = tcp_table(fport, "bob@elsewhere.example");
     let theirs = theirs.strip_prefix("200 ").expect(&theirs).to_owned();
     assert_eq!(
-        postmap(&dir, &socket, "srs_reverse", &theirs).as_deref(),
+        postmap_socketmap(&dir, &socket, "srs_reverse", &theirs).as_deref(),
         Some("bob@elsewhere.example"),
         "policyd reverses PostSRSd's {theirs}"
     );
     assert_eq!(
-        postmap(&dir, &socket, "srs_forward", "bob@elsewhere.example").as_deref(),
+        postmap_socketmap(&dir, &socket, "srs_forward", "bob@elsewhere.example").as_deref(),
         Some(theirs.as_str()),
         "same secret, same day: the same address"
     );

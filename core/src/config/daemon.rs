@@ -1,6 +1,6 @@
 //! Settings every daemon section shares (`[policyd]`, `[authd]`, …):
-//! listeners, UNIX socket ownership, connection limits, drain time. No I/O
-//! here except resolving socket owner names.
+//! listeners, UNIX socket ownership, connection limits, drain time, and the
+//! user to run as. No I/O here except resolving user and group names.
 
 use super::{ConfigError, units};
 use crate::service::{Limits, ListenAddr, UnixOptions};
@@ -11,6 +11,8 @@ use std::time::Duration;
 /// `deny_unknown_fields`) and builds this with `service()`.
 #[derive(Debug, Default)]
 pub struct RawService {
+    pub user: Option<String>,
+    pub group: Option<String>,
     pub socket_mode: Option<String>,
     pub socket_owner: Option<String>,
     pub socket_group: Option<String>,
@@ -19,9 +21,9 @@ pub struct RawService {
     pub idle_timeout: Option<String>,
 }
 
-/// Defines a daemon section's raw type: the given fields plus the six
-/// shared listener keys (`socket_mode`, `socket_owner`, `socket_group`,
-/// `max_connections`, `shutdown_timeout`, `idle_timeout`), with
+/// Defines a daemon section's raw type: the given fields plus the eight
+/// shared keys (`user`, `group`, `socket_mode`, `socket_owner`,
+/// `socket_group`, `max_connections`, `shutdown_timeout`, `idle_timeout`), with
 /// `deny_unknown_fields` and a `service()` that collects the shared ones.
 macro_rules! daemon_raw {
     ($(#[$meta:meta])* pub struct $name:ident { $(pub $field:ident: $ty:ty,)* }) => {
@@ -30,6 +32,8 @@ macro_rules! daemon_raw {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $(pub $field: $ty,)*
+            pub user: Option<String>,
+            pub group: Option<String>,
             pub socket_mode: Option<String>,
             pub socket_owner: Option<String>,
             pub socket_group: Option<String>,
@@ -41,6 +45,8 @@ macro_rules! daemon_raw {
         impl $name {
             fn service(&self) -> $crate::config::daemon::RawService {
                 $crate::config::daemon::RawService {
+                    user: self.user.clone(),
+                    group: self.group.clone(),
                     socket_mode: self.socket_mode.clone(),
                     socket_owner: self.socket_owner.clone(),
                     socket_group: self.socket_group.clone(),
@@ -57,12 +63,28 @@ pub(crate) use daemon_raw;
 /// The shared keys, validated.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
+    /// `user` and `group`: whom a daemon started as root becomes once its
+    /// listeners are bound.
+    pub run_as: Option<RunAs>,
     /// `socket_mode`, `socket_owner`, `socket_group` for UNIX listeners.
     pub unix: UnixOptions,
     /// `max_connections`, `shutdown_timeout`.
     pub limits: Limits,
     /// `idle_timeout`: close a connection that sends nothing this long.
     pub idle_timeout: Duration,
+}
+
+/// `user` / `group` of a daemon section: started as root (by an init
+/// system without systemd's `User=`, say), the daemon binds its listeners
+/// and then becomes this user, with this group (default: the user's
+/// primary group) and the user's supplementary groups (initgroups(3)), as
+/// Postfix's `mail_owner` and Dovecot's `default_internal_user` do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    /// The user name (or numeric uid) as written.
+    pub user: String,
+    /// The group name (or numeric gid) as written, if set.
+    pub group: Option<String>,
 }
 
 /// Checks a list of listen addresses under `key`.
@@ -130,6 +152,29 @@ pub fn check_service(
             e.to_string(),
         ));
     }
+    let run_as = match (&raw.user, &raw.group) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            errors.push(ConfigError::new(
+                format!("[{name}].group"),
+                "is only used together with `user`: set the user to run as too",
+            ));
+            None
+        }
+        (Some(user), group) => {
+            let run_as = RunAs {
+                user: user.clone(),
+                group: group.clone(),
+            };
+            if let Err(e) = crate::service::privileges::resolve(&run_as) {
+                errors.push(ConfigError::new(
+                    format!("[{name}].user/group"),
+                    e.to_string(),
+                ));
+            }
+            Some(run_as)
+        }
+    };
     let mut limits = Limits::default();
     if let Some(n) = raw.max_connections {
         if n == 0 || n > 100_000 {
@@ -154,6 +199,7 @@ pub fn check_service(
         errors,
     );
     ServiceConfig {
+        run_as,
         unix,
         limits,
         idle_timeout,
@@ -163,6 +209,22 @@ pub fn check_service(
 /// `postwerk config check` rows for the shared keys of `[name]`.
 pub fn describe_service(name: &str, s: &ServiceConfig) -> Vec<(String, String)> {
     vec![
+        (
+            format!("[{name}].user"),
+            s.run_as
+                .as_ref()
+                .map_or_else(|| "(the user that starts it)".into(), |r| r.user.clone()),
+        ),
+        (
+            format!("[{name}].group"),
+            match &s.run_as {
+                None => "(the user's)".into(),
+                Some(r) => r
+                    .group
+                    .clone()
+                    .unwrap_or_else(|| "(the user's primary group)".into()),
+            },
+        ),
         (
             format!("[{name}].socket_mode"),
             format!("{:04o}", s.unix.mode),

@@ -485,13 +485,11 @@ async fn bind_unix(
     }
     remove_stale(addr, path).await?;
 
-    // LIMITATION: between bind(2) and chmod(2) the socket has the mode the
-    // umask leaves. With the usual umask 022 that is 0755, and connecting
-    // needs write permission, so only our own user can connect in that
-    // window; the directory's mode (Postfix's private/ is 0700) remains the
-    // real access control, as in Postfix. Changing the umask is process-wide
-    // and would race with other threads.
-    let listener = UnixListener::bind(path).map_err(|source| ListenError::Bind {
+    // The file bind(2) creates has the socket inode's mode minus the umask
+    // (Linux, af_unix.c), and chmod/chown can only follow the bind: so the
+    // socket is made owner-only first and widened to `opts.mode` after the
+    // chown below. Nobody but us can connect before the final permissions.
+    let listener = bind_owner_only(path).map_err(|source| ListenError::Bind {
         addr: addr.clone(),
         source,
     })?;
@@ -511,13 +509,6 @@ async fn bind_unix(
             ino: meta.ino(),
         }),
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.mode)).map_err(
-        |source| ListenError::Permissions {
-            path: addr.clone(),
-            what: "mode",
-            source,
-        },
-    )?;
     if ownership.uid.is_some() || ownership.gid.is_some() {
         nix::unistd::chown(path, ownership.uid, ownership.gid).map_err(|errno| {
             ListenError::Permissions {
@@ -527,7 +518,34 @@ async fn bind_unix(
             }
         })?;
     }
+    // Widened only now that owner and group are final.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(opts.mode)).map_err(
+        |source| ListenError::Permissions {
+            path: addr.clone(),
+            what: "mode",
+            source,
+        },
+    )?;
     Ok(listener)
+}
+
+/// A listening UNIX socket at `path` whose file is created with at most
+/// mode 0700 (owner only) whatever the umask: fchmod(2) on the unbound
+/// socket sets the mode bind(2) gives the file.
+fn bind_owner_only(path: &Path) -> io::Result<UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    nix::sys::stat::fchmod(
+        socket.as_raw_fd(),
+        nix::sys::stat::Mode::from_bits_truncate(0o700),
+    )
+    .map_err(io::Error::from)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    // tokio's UnixListener::bind uses the same backlog.
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(socket))
 }
 
 /// Removes a socket file left behind by a process that died without
@@ -911,6 +929,29 @@ mod tests {
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// The file bind(2) makes is owner-only before chmod widens it, whatever
+    /// the umask (022 here: a plain bind would give 0755).
+    #[tokio::test]
+    async fn a_fresh_socket_file_is_owner_only_until_its_mode_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = bind_owner_only(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "fresh socket file has mode {mode:o}");
+        // And it works: a client connects (as root or the owner).
+        let (accepted, connected) = tokio::join!(listener.accept(), UnixStream::connect(&path));
+        accepted.unwrap();
+        connected.unwrap();
+        let opts = UnixOptions {
+            mode: 0o666,
+            ..UnixOptions::default()
+        };
+        let path2 = dir.path().join("t.sock");
+        let _l = bind(&ListenAddr::Unix(path2.clone()), &opts).await.unwrap();
+        let mode = std::fs::metadata(&path2).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666);
     }
 
     #[test]

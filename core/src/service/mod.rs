@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod limits;
 pub mod listen;
 pub mod notify;
+pub mod privileges;
 pub mod serve;
 pub mod signals;
 
