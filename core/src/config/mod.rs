@@ -93,6 +93,23 @@ pub struct MailConfig {
     pub username_chars: String,
 }
 
+/// The keys a file sets in section `path` (a table), as `describe` names
+/// them: `[path].key` for every key, recursing into sub-tables
+/// (`[milterd.spam].redis_url`), and `[[path.key]]` for an array of tables
+/// (`[[milterd.spam.multimap]]`), whose rows are all the admin's.
+fn explicit_keys(path: &str, table: &toml::Table, out: &mut Vec<String>) {
+    for (k, v) in table {
+        out.push(format!("[{path}].{k}"));
+        match v {
+            toml::Value::Table(t) => explicit_keys(&format!("{path}.{k}"), t, out),
+            toml::Value::Array(a) if a.iter().all(toml::Value::is_table) && !a.is_empty() => {
+                out.push(format!("[[{path}.{k}]]"));
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -183,7 +200,7 @@ impl Config {
                 continue;
             }
             match value.as_table() {
-                Some(t) => explicit.extend(t.keys().map(|k| format!("[{name}].{k}"))),
+                Some(t) => explicit_keys(name, t, &mut explicit),
                 None => errors.push(ConfigError::new(
                     format!("[{name}]"),
                     "must be a section (a table), not a single value",
@@ -331,12 +348,10 @@ impl Config {
         rows.extend(server::describe(&self.server));
         rows.into_iter()
             .map(|(k, v)| {
-                let set_by_admin = self
-                    .explicit
-                    .iter()
-                    .any(|e| *e == k || k.starts_with(&format!("{e}.")))
-                    || (k == "[database].password_file"
-                        && self.explicit.iter().any(|e| e == "[database].url"));
+                let set_by_admin = self.explicit.iter().any(|e| {
+                    *e == k || k.starts_with(&format!("{e}.")) || k.starts_with(&format!("{e} "))
+                }) || (k == "[database].password_file"
+                    && self.explicit.iter().any(|e| e == "[database].url"));
                 let is_default = !set_by_admin;
                 (k, v, is_default)
             })
@@ -480,6 +495,30 @@ pub(crate) fn parse_section<R: serde::de::DeserializeOwned, C>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys set in sub-tables and arrays of tables are the admin's, not
+    /// defaults, in `postwerk config check`.
+    #[test]
+    fn describe_marks_keys_of_nested_sections_as_set() {
+        let c = Config::parse(
+            "[milterd.spam]\nredis_prefix = \"x:\"\n[milterd.spam.actions]\nreject = 20.0\n\
+             [[milterd.spam.multimap]]\nname = \"BL\"\ntype = \"ip\"\nmap = \"/etc/postwerk/bl.map\"\nscore = 5.0\n",
+        )
+        .unwrap();
+        let rows = c.describe();
+        let default = |key: &str| {
+            rows.iter()
+                .find(|(k, _, _)| k == key || k.starts_with(&format!("{key} ")))
+                .unwrap_or_else(|| panic!("no row {key}: {rows:?}"))
+                .2
+        };
+        assert!(!default("[milterd.spam].redis_prefix"));
+        assert!(!default("[milterd.spam.actions].reject"));
+        assert!(!default("[[milterd.spam.multimap]]"));
+        assert!(default("[milterd.spam].redis_url"));
+        assert!(default("[milterd.spam.actions].add_header"));
+        assert!(default("[policyd].cache_ttl"));
+    }
 
     #[test]
     fn empty_file_gives_defaults() {
