@@ -44,6 +44,7 @@ pub mod load;
 pub mod net;
 pub mod postfix;
 pub mod redis;
+pub mod rspamd;
 pub mod smtp;
 pub mod template;
 pub mod testdir;

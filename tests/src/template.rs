@@ -70,6 +70,20 @@ pub const SIEVE_GLOBAL: [Template; 3] = [
     template!("dovecot/sieve/global/learn-ham.sieve"),
 ];
 
+/// Rspamd: the guide's local.d (verbatim).
+pub const RSPAMD_LOCAL_D: [Template; 8] = [
+    template!("rspamd/local.d/arc.conf"),
+    template!("rspamd/local.d/classifier-bayes.conf"),
+    template!("rspamd/local.d/dkim_signing.conf"),
+    template!("rspamd/local.d/logging.inc"),
+    template!("rspamd/local.d/milter_headers.conf"),
+    template!("rspamd/local.d/multimap.conf"),
+    template!("rspamd/local.d/redis.conf"),
+    template!("rspamd/local.d/worker-controller.inc"),
+];
+/// Rspamd: the guide's override.d (verbatim).
+pub const RSPAMD_OVERRIDE_D: [Template; 1] = [template!("rspamd/override.d/classifier-bayes.conf")];
+
 /// The python IMAP client (tests/scripts/imap_fetch.py).
 pub const IMAP_FETCH_PY: &str = include_str!("../scripts/imap_fetch.py");
 

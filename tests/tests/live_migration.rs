@@ -2,15 +2,13 @@
 //! the guide's stack as written (Postfix with the SQL maps, Dovecot's auth
 //! and LMTP) carries continuous traffic from Postfix's `smtp-source` while
 //! the test switches, in the guide's order, the maps to policyd, delivery
-//! to lmtpd, and SMTP AUTH and Dovecot's passdb/userdb to authd — editing
-//! main.cf/master.cf/dovecot.conf exactly as the guide's tables say and
-//! reloading Postfix (and Dovecot) after each step — and
-//! then rolls the last step back. Every message sent is delivered exactly
-//! once (counted in the Maildir), none bounces, and an SMTP AUTH login and
-//! an IMAP login work after every step.
-//!
-//! LIMITATION: the milter (step 4) is not switched here: Rspamd is not
-//! part of the test stack.
+//! to lmtpd, SMTP AUTH and Dovecot's passdb/userdb to authd, and the milter
+//! from the guide's Rspamd (a private Rspamd 3.4 with the guide's local.d)
+//! to milterd, then stops Rspamd — editing main.cf/master.cf/dovecot.conf
+//! exactly as the guide's tables say and reloading Postfix (and Dovecot)
+//! after each step — and then rolls the lmtpd step back. Every message
+//! sent is delivered exactly once (counted in the Maildir), none bounces,
+//! and an SMTP AUTH login and an IMAP login work after every step.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,8 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use postwerk_tests::cli::Postwerk;
+use postwerk_tests::daemon::{Daemon, Ready};
+use postwerk_tests::dns::Dns;
 use postwerk_tests::exec::{poll_until, require, run};
 use postwerk_tests::guide::{self, PASSWORD, Stack, USER};
+use postwerk_tests::postfix::{self, Maps};
+use postwerk_tests::rspamd::Rspamd;
 use postwerk_tests::smtp::Message;
 use postwerk_tests::{Database, Sqlite, TestDir};
 
@@ -109,14 +111,34 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
     );
     db.grant_readers();
 
-    // The guide as written, and the postwerk daemons started beside it
-    // (step 0: installed, not yet used).
-    let stack = Stack::start(&dir, &db);
+    // The guide as written, with its Rspamd as the milter, and the
+    // postwerk daemons started beside it (step 0: installed, not yet used).
+    let dns = Dns::start();
+    let mut rspamd = Rspamd::start(&dir, dns.addr);
+    let rspamd_milter = format!("inet:127.0.0.1:{}", rspamd.milter_port);
+    let mut config = postfix::Config::guide(Maps::sql(&dir, &db));
+    config.milters = Some(rspamd_milter.clone());
+    let stack = Stack::start_with_config(&dir, &db, config, None);
     let vmail: PathBuf = stack.dovecot.vmail_dir().to_owned();
     let (_policyd, policyd_sock) = guide::start_policyd(&dir, &db, "");
     let (authd, auth_sock, dict_sock) = guide::start_authd(&dir, &db, &vmail);
     let _lmtpd = guide::start_lmtpd(&dir, &db, &vmail);
     let lmtpd_sock = guide::lmtpd_socket(&dir);
+    let milter_port = postwerk_tests::net::free_port();
+    // DKIM signing (no key for example.org here: mail passes unsigned)
+    // and spam scoring with Bayes in the process.
+    let milterd = Daemon::start(
+        &dir,
+        "postwerk-milterd",
+        &format!(
+            "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{milter_port}\"]\n\
+             dns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n[milterd.dkim]\npath = \"{}/$domain.$selector.key\"\n",
+            db.reader_url(),
+            dns.addr,
+            dir.join("dkim").display()
+        ),
+        &[Ready::Tcp(milter_port)],
+    );
     let etc = stack.postfix.config_dir().to_owned();
     let (main_cf, master_cf) = (etc.join("main.cf"), etc.join("master.cf"));
 
@@ -252,6 +274,16 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
         cmd.arg("-c").arg(&dovecot_conf).arg("reload");
         run(&mut cmd, None, Duration::from_secs(30)).assert_success();
     });
+    // 4–6. The milter: the guide's Rspamd → milterd signing and scoring
+    // (smtpd_milters and non_smtpd_milters; the migration guide's steps
+    // 4–6 at once, without its shadow period), then Rspamd is stopped.
+    let milterd_milter = format!("inet:127.0.0.1:{milter_port}");
+    step("4 milterd", &|| {
+        edit(&main_cf, &rspamd_milter, &milterd_milter);
+    });
+    let rspamd_log = rspamd.log();
+    assert!(rspamd.stop(), "Rspamd did not stop:\n{rspamd_log}");
+    step("5 Rspamd stopped", &|| {});
     // Roll step 2 back: Dovecot's LMTP delivers again, its users now
     // coming from authd's dict.
     step("rollback of 2", &|| {
@@ -309,9 +341,22 @@ fn live_migration_in_the_guides_order_loses_and_duplicates_nothing() {
         authd_log.contains("dict lookup"),
         "Dovecot never asked authd's dict:\n{authd_log}"
     );
+    // Rspamd scanned the traffic until step 4, milterd after it.
+    let rspamd_scans = rspamd_log.matches("rspamd_task_write_log").count();
+    assert!(
+        rspamd_scans > 0,
+        "Rspamd scanned nothing before the switch:\n{rspamd_log}"
+    );
+    let milterd_log = milterd.log();
+    let scanned = milterd_log.matches("incoming; scored").count();
+    assert!(
+        scanned > 0,
+        "milterd scanned nothing after the switch:\n{milterd_log}"
+    );
     eprintln!(
         "live migration: {sent} messages sent and delivered once ({logins} of them with SMTP AUTH); \
-         maillog: {} delivered by lmtpd, {} by Dovecot's LMTP, {} deferred on the way",
+         maillog: {} delivered by lmtpd, {} by Dovecot's LMTP, {} deferred on the way; \
+         {rspamd_scans} scanned by Rspamd, {scanned} by milterd",
         by(&lmtpd_name),
         by("dovecot-lmtp"),
         log.matches("status=deferred").count()
