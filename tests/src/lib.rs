@@ -47,6 +47,7 @@ pub mod smtp;
 pub mod template;
 pub mod testdir;
 pub mod tls;
+pub mod trixie;
 
 pub use db::{Database, MariaDb, Postgres, Sqlite};
 pub use testdir::TestDir;
