@@ -392,11 +392,20 @@ fn dovecot_2_4_lua_passdb_userdb_and_imap_through_authd() {
 struct Postfix310 {
     jail: Jail,
     port: u16,
+    /// A second smtpd whose SASL server is [`HangUpStub`].
+    hangup_port: u16,
 }
 
 impl Postfix310 {
-    fn start(root: &Root, dir: &TestDir, tls: &TestCa, auth_port: u16) -> Postfix310 {
+    fn start(
+        root: &Root,
+        dir: &TestDir,
+        tls: &TestCa,
+        auth_port: u16,
+        hangup_auth_port: u16,
+    ) -> Postfix310 {
         let port = free_port();
+        let hangup_port = free_port();
         let conf_dir = dir.mkdir("postfix", 0o755);
         dir.mkdir("postfix/queue", 0o755);
         dir.mkdir("postfix/data", 0o755);
@@ -428,6 +437,7 @@ impl Postfix310 {
         dir.write("postfix/main.cf", main_cf, 0o644);
         let master_cf = format!(
             "{port} inet n - n - - smtpd\n\
+             {hangup_port} inet n - n - - smtpd -o smtpd_sasl_path=inet:127.0.0.1:{hangup_auth_port}\n\
              postlog unix-dgram n - n - 1 postlogd\n\
              proxymap unix - - n - - proxymap\n\
              anvil unix - - n - 1 anvil\n\
@@ -444,20 +454,29 @@ impl Postfix310 {
             c = j(&conf_dir)
         );
         let mut jail = Jail::spawn(root, dir, "postfix", &["/bin/sh", "-c", &script]);
-        if let Err(e) = wait_for_port(port, READY) {
+        if let Err(e) = wait_for_port(port, READY).and_then(|()| wait_for_port(hangup_port, READY))
+        {
             panic!(
                 "Postfix 3.10 did not come up: {e} (exited: {:?})\n{}",
                 jail.exited(),
                 jail.log()
             );
         }
-        Postfix310 { jail, port }
+        Postfix310 {
+            jail,
+            port,
+            hangup_port,
+        }
     }
 
     /// swaks: STARTTLS, AUTH PLAIN, then QUIT; the transcript.
     fn auth(&self, tls: &TestCa, user: &str, password: &str) -> String {
+        self.auth_on(self.port, tls, user, password)
+    }
+
+    fn auth_on(&self, port: u16, tls: &TestCa, user: &str, password: &str) -> String {
         let mut cmd = Command::new(require("swaks"));
-        cmd.args(["--server", "127.0.0.1", "--port", &self.port.to_string()])
+        cmd.args(["--server", "127.0.0.1", "--port", &port.to_string()])
             .args(["--from", user, "--to", USER, "--quit-after", "AUTH"])
             .args(["--tls", "--tls-verify", "--tls-ca-path"])
             .arg(&tls.ca_file)
@@ -474,6 +493,42 @@ impl Postfix310 {
     }
 }
 
+/// An auth-client server that greets like Dovecot and hangs up on the
+/// first `AUTH`: what Postfix does when the connection to its SASL server
+/// is lost mid-request (the other way to fail temporarily).
+struct HangUpStub {
+    port: u16,
+}
+
+impl HangUpStub {
+    fn start() -> HangUpStub {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                std::thread::spawn(move || {
+                    let _ = conn.write_all(
+                        b"VERSION\t1\t2\nMECH\tPLAIN\tplaintext\nSPID\t1\nCUID\t1\n\
+                          COOKIE\t0123456789abcdef0123456789abcdef\nDONE\n",
+                    );
+                    let Ok(read) = conn.try_clone() else { return };
+                    for line in BufReader::new(read).lines() {
+                        match line {
+                            Ok(l) if l.starts_with("AUTH\t") => break,
+                            Ok(_) => {}
+                            Err(_) => return,
+                        }
+                    }
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        HangUpStub { port }
+    }
+}
+
 /// The server's reply to AUTH in a swaks transcript.
 fn auth_reply(transcript: &str) -> String {
     let mut lines = transcript.lines().skip_while(|l| !l.contains("> AUTH "));
@@ -486,8 +541,9 @@ fn auth_reply(transcript: &str) -> String {
 /// Postfix ≥ 3.8 and `code=temp_fail`: does a temporary failure from the
 /// SASL server become a 454 4.7.0 (RFC 4954 §6, "temporary authentication
 /// failure")? Postfix 3.10.13 says no: like 3.7, it answers every FAIL with
-/// `535 5.7.8`, showing authd's neutral reason. (The 3.7 behaviour is
-/// asserted by tests/tests/faults.rs.)
+/// `535 5.7.8`, showing authd's neutral reason. Its only 454 is for a
+/// connection to the SASL server lost mid-request, shown with a stub that
+/// hangs up. (The 3.7 behaviour is asserted by tests/tests/faults.rs.)
 #[test]
 fn postfix_3_10_answers_535_even_for_code_temp_fail() {
     let root = Root::require();
@@ -498,7 +554,8 @@ fn postfix_3_10_answers_535_even_for_code_temp_fail() {
     let mut proxy = TcpProxy::start("127.0.0.1:3306".parse().unwrap());
     let (authd, _, auth_port) = start_authd(&dir, &reader.url_via(&proxy));
     let tls = TestCa::new(&dir);
-    let pf = Postfix310::start(&root, &dir, &tls, auth_port);
+    let stub = HangUpStub::start();
+    let pf = Postfix310::start(&root, &dir, &tls, auth_port, stub.port);
     let v = pf
         .jail
         .exec(&["postconf", "-d", "-h", "mail_version"], DOVEADM_TIMEOUT);
@@ -539,5 +596,13 @@ fn postfix_3_10_answers_535_even_for_code_temp_fail() {
     assert!(
         auth_reply(&t).starts_with("235 2.7.0"),
         "database back:\n{t}"
+    );
+
+    // Postfix's only 454: the SASL server's connection breaks mid-request.
+    let t = pf.auth_on(pf.hangup_port, &tls, USER, PASSWORD);
+    assert_eq!(
+        auth_reply(&t),
+        "454 4.7.0 Temporary authentication failure: Connection lost to authentication server",
+        "Postfix 3.10, SASL server hung up:\n{t}"
     );
 }
