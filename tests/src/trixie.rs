@@ -4,7 +4,8 @@
 //!
 //! A [`Jail`] runs one program of that root chrooted inside a private mount
 //! namespace of its own (`unshare --mount --propagation private`), where
-//! `/proc`, `/dev` and the test directory (at [`MOUNT_POINT`]) are mounted.
+//! `/proc`, `/dev`, a private `/tmp` and the test directory (at
+//! [`MOUNT_POINT`]) are mounted; the root itself is never written to.
 //! Nothing is ever mounted in the host's namespace: the mounts exist only
 //! as long as a process of the jail lives, so a failed or killed test
 //! cannot leave one behind, and jails of parallel tests never see each
@@ -99,6 +100,7 @@ impl Jail {
 root=$1; dir=$2; shift 2
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
+mount -t tmpfs -o mode=1777 tmpfs "$root/tmp"
 mount --bind "$dir" "$root/srv/postwerk-test"
 exec chroot "$root" "$@""#;
         let child = Command::new("unshare")
