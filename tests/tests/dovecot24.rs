@@ -16,7 +16,9 @@
 //!   send-only, disabled refused) and, with the database down, temporary
 //!   failures (`code=temp_fail`, IMAP `[UNAVAILABLE]`) then recovery.
 //! * Postfix 3.10 with `smtpd_sasl_type = dovecot` pointing at authd over
-//!   loopback TCP: what it makes of authd's `FAIL ... code=temp_fail`.
+//!   loopback TCP: what it makes of authd's `FAIL ... code=temp_fail`
+//!   (535, as Debian 12's Postfix 3.7, run the same way on the host), and
+//!   of a SASL server that hangs up (454).
 //!
 //! A missing trixie root fails the tests (scripts/install-deps makes it).
 
@@ -387,31 +389,64 @@ fn dovecot_2_4_lua_passdb_userdb_and_imap_through_authd() {
     drop(authd);
 }
 
-/// A private Postfix 3.10 in the trixie root: smtpd on a loopback port
-/// with STARTTLS, SMTP AUTH through authd's auth-client port.
-struct Postfix310 {
-    jail: Jail,
+/// Where a private Postfix runs: Debian 12's on the host (3.7), or
+/// Debian 13's in a trixie jail (3.10).
+enum Host {
+    Debian12,
+    Trixie(Root),
+}
+
+/// A running Postfix master (`master -d`, in the foreground).
+enum Master {
+    Host(std::process::Child, PathBuf),
+    Jail(Jail),
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if let Master::Host(child, log) = self {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!(
+                    "===== Postfix output =====\n{}\n=====",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// A private Postfix, the same main.cf and master.cf for 3.7 and 3.10:
+/// smtpd on a loopback port with STARTTLS, SMTP AUTH through authd's
+/// auth-client port; a second smtpd whose SASL server is [`HangUpStub`].
+struct Postfix {
+    master: Master,
     port: u16,
-    /// A second smtpd whose SASL server is [`HangUpStub`].
     hangup_port: u16,
 }
 
-impl Postfix310 {
+impl Postfix {
     fn start(
-        root: &Root,
+        host: &Host,
         dir: &TestDir,
         tls: &TestCa,
         auth_port: u16,
         hangup_auth_port: u16,
-    ) -> Postfix310 {
+    ) -> Postfix {
         let port = free_port();
         let hangup_port = free_port();
         let conf_dir = dir.mkdir("postfix", 0o755);
         dir.mkdir("postfix/queue", 0o755);
         dir.mkdir("postfix/data", 0o755);
-        let j = |p: &std::path::Path| jail_path(dir, p).display().to_string();
+        // Paths as the Postfix processes see them.
+        let j = |p: &std::path::Path| match host {
+            Host::Debian12 => p.display().to_string(),
+            Host::Trixie(_) => jail_path(dir, p).display().to_string(),
+        };
         let main_cf = format!(
-            "compatibility_level = 3.10\n\
+            "compatibility_level = 3.6\n\
              queue_directory = {queue}\n\
              data_directory = {data}\n\
              myhostname = mail.example.org\n\
@@ -445,28 +480,65 @@ impl Postfix310 {
         );
         dir.write("postfix/master.cf", master_cf, 0o644);
         // master -d stays in the foreground (postfix start-fg insists on
-        // being pid 1); its data directory must belong to the root's
-        // postfix user, whose uid is not the host's.
-        // `postfix check` makes the queue's subdirectories.
+        // being pid 1); its data directory must belong to the postfix user
+        // of the system it runs on (the trixie root's uid is not the
+        // host's); `postfix check` makes the queue's subdirectories.
         let script = format!(
             "chown postfix: {data} && postfix -c {c} check && exec /usr/lib/postfix/sbin/master -c {c} -d",
             data = j(&conf_dir.join("data")),
             c = j(&conf_dir)
         );
-        let mut jail = Jail::spawn(root, dir, "postfix", &["/bin/sh", "-c", &script]);
+        let mut master = match host {
+            Host::Debian12 => {
+                require("postfix");
+                let log = dir.join("postfix.log");
+                let out = std::fs::File::create(&log).unwrap();
+                let child = Command::new("/bin/sh")
+                    .args(["-c", &script])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(out.try_clone().unwrap())
+                    .stderr(out)
+                    .spawn()
+                    .expect("start Postfix");
+                Master::Host(child, log)
+            }
+            Host::Trixie(root) => Master::Jail(Jail::spawn(
+                root,
+                dir,
+                "postfix",
+                &["/bin/sh", "-c", &script],
+            )),
+        };
         if let Err(e) = wait_for_port(port, READY).and_then(|()| wait_for_port(hangup_port, READY))
         {
-            panic!(
-                "Postfix 3.10 did not come up: {e} (exited: {:?})\n{}",
-                jail.exited(),
-                jail.log()
-            );
+            let (exited, log) = match &mut master {
+                Master::Host(c, log) => (
+                    c.try_wait().ok().flatten(),
+                    std::fs::read_to_string(log).unwrap_or_default(),
+                ),
+                Master::Jail(jail) => (jail.exited(), jail.log()),
+            };
+            panic!("Postfix did not come up: {e} (exited: {exited:?})\n{log}");
         }
-        Postfix310 {
-            jail,
+        Postfix {
+            master,
             port,
             hangup_port,
         }
+    }
+
+    /// `mail_version` of the Postfix that runs.
+    fn version(&self) -> String {
+        let argv = ["postconf", "-d", "-h", "mail_version"];
+        let out = match &self.master {
+            Master::Host(..) => run(
+                Command::new(argv[0]).args(&argv[1..]),
+                None,
+                DOVEADM_TIMEOUT,
+            ),
+            Master::Jail(jail) => jail.exec(&argv, DOVEADM_TIMEOUT),
+        };
+        out.stdout.trim().to_owned()
     }
 
     /// swaks: STARTTLS, AUTH PLAIN, then QUIT; the transcript.
@@ -540,14 +612,12 @@ fn auth_reply(transcript: &str) -> String {
 
 /// Postfix ≥ 3.8 and `code=temp_fail`: does a temporary failure from the
 /// SASL server become a 454 4.7.0 (RFC 4954 §6, "temporary authentication
-/// failure")? Postfix 3.10.13 says no: like 3.7, it answers every FAIL with
+/// failure")? No: Postfix 3.10.13, like 3.7.11, answers every FAIL with
 /// `535 5.7.8`, showing authd's neutral reason. Its only 454 is for a
 /// connection to the SASL server lost mid-request, shown with a stub that
-/// hangs up. (The 3.7 behaviour is asserted by tests/tests/faults.rs.)
-#[test]
-fn postfix_3_10_answers_535_even_for_code_temp_fail() {
-    let root = Root::require();
-    let dir = TestDir::new("postfix310");
+/// hangs up. The same instance and the same assertions for both versions.
+fn postfix_and_code_temp_fail(host: Host, name: &str, version: &str) {
+    let dir = TestDir::new(name);
     let db = MariaDb::fresh();
     provision(&db);
     let reader = TcpReader::create(&db);
@@ -555,11 +625,9 @@ fn postfix_3_10_answers_535_even_for_code_temp_fail() {
     let (authd, _, auth_port) = start_authd(&dir, &reader.url_via(&proxy));
     let tls = TestCa::new(&dir);
     let stub = HangUpStub::start();
-    let pf = Postfix310::start(&root, &dir, &tls, auth_port, stub.port);
-    let v = pf
-        .jail
-        .exec(&["postconf", "-d", "-h", "mail_version"], DOVEADM_TIMEOUT);
-    assert!(v.stdout.starts_with("3.10."), "not Postfix 3.10:\n{v}");
+    let pf = Postfix::start(&host, &dir, &tls, auth_port, stub.port);
+    let v = pf.version();
+    assert!(v.starts_with(version), "not Postfix {version}: {v}");
 
     let t = pf.auth(&tls, USER, PASSWORD);
     assert!(
@@ -585,11 +653,11 @@ fn postfix_3_10_answers_535_even_for_code_temp_fail() {
         log.contains("answered temp_fail"),
         "authd did not answer a temporary failure:\n{log}"
     );
-    // ... and Postfix 3.10 still answers permanently, with authd's reason.
+    // ... and Postfix still answers permanently, with authd's reason.
     assert_eq!(
         reply,
         "535 5.7.8 Error: authentication failed: Temporary authentication failure, try again later",
-        "Postfix 3.10 and code=temp_fail:\n{t}"
+        "Postfix {v} and code=temp_fail:\n{t}"
     );
     proxy.resume();
     let t = pf.auth(&tls, USER, PASSWORD);
@@ -603,6 +671,17 @@ fn postfix_3_10_answers_535_even_for_code_temp_fail() {
     assert_eq!(
         auth_reply(&t),
         "454 4.7.0 Temporary authentication failure: Connection lost to authentication server",
-        "Postfix 3.10, SASL server hung up:\n{t}"
+        "Postfix {v}, SASL server hung up:\n{t}"
     );
+}
+
+#[test]
+fn postfix_3_10_answers_535_even_for_code_temp_fail() {
+    postfix_and_code_temp_fail(Host::Trixie(Root::require()), "postfix310", "3.10.");
+}
+
+/// Debian 12's Postfix, for comparison (shared/reference's capture).
+#[test]
+fn postfix_3_7_answers_535_for_code_temp_fail() {
+    postfix_and_code_temp_fail(Host::Debian12, "postfix37", "3.7.");
 }
