@@ -80,8 +80,10 @@
 //! SHA512-CRYPT hashes). No master users (a PLAIN authzid other than the
 //! login name fails with `code=authz_fail`). Dovecot 2.4 removed the dict
 //! passdb/userdb; it reaches the dict service through the Lua script of
-//! `contrib/dovecot/` (tested under 2.3's `driver = lua` only). Postfix 3.7 shows
-//! every failure as 535, temporary or not.
+//! `contrib/dovecot/` (tested with 2.3.19's `driver = lua` and 2.4.1's
+//! `passdb lua`/`userdb lua`). Postfix shows every `FAIL` as 535,
+//! temporary or not (tested with 3.7 and 3.10; it keeps 454 for a lost
+//! connection to the auth server).
 //!
 //! # See also
 //! postwerk(8), postwerk-policyd(8), dovecot(1), Postfix SASL_README.

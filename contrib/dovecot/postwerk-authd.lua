@@ -1,5 +1,6 @@
 -- /etc/dovecot/postwerk-authd.lua — Dovecot passdb and userdb through
 -- postwerk-authd, for Dovecot 2.4 (which has no dict passdb/userdb) and 2.3.
+-- Tested with Dovecot 2.4.1 (Debian 13) and 2.3.19 (Debian 12).
 --
 -- Needs Debian's dovecot-auth-lua (driver lua) and lua-socket (UNIX socket
 -- client). The script speaks authd's dict protocol (the same socket and the

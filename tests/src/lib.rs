@@ -14,6 +14,8 @@
 //!   and dovecot-sql.conf (tests/templates/dovecot/);
 //! - [`smtp`] (swaks) and [`imap`] (python3 imaplib) to send and read mail
 //!   as clients do;
+//! - [`trixie`]: Dovecot 2.4 and Postfix 3.10 from the Debian 13 root of
+//!   scripts/trixie-root, chrooted in a private mount namespace;
 //! - [`cli::Postwerk`]: the workspace's `postwerk` admin command;
 //! - [`daemon::Daemon`]: a postwerk daemon of the workspace with its config;
 //! - [`guide`]: the whole scenario "the guide as written", shared by
@@ -49,6 +51,7 @@ pub mod smtp;
 pub mod template;
 pub mod testdir;
 pub mod tls;
+pub mod trixie;
 
 pub use db::{Database, MariaDb, Postgres, Sqlite};
 pub use testdir::TestDir;
