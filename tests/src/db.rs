@@ -449,3 +449,40 @@ impl Drop for Postgres {
         }
     }
 }
+
+/// The read-only user of `db` for TCP clients (`'u'@'127.0.0.1'`; the
+/// harness makes only `'u'@'localhost'`, which matches the UNIX socket).
+/// Dropped with the guard.
+pub struct TcpReader<'a>(&'a MariaDb);
+
+impl<'a> TcpReader<'a> {
+    /// Creates the user.
+    pub fn create(db: &'a MariaDb) -> TcpReader<'a> {
+        let vars: std::collections::BTreeMap<_, _> = db.template_vars().into_iter().collect();
+        let (user, pw) = (&vars["db_user"], &vars["db_password"]);
+        db.query(&format!(
+            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}'; \
+             GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1';",
+            db.name()
+        ));
+        TcpReader(db)
+    }
+
+    /// The daemons' URL, through `proxy`.
+    pub fn url_via(&self, proxy: &crate::net::TcpProxy) -> String {
+        let vars: std::collections::BTreeMap<_, _> = self.0.template_vars().into_iter().collect();
+        format!(
+            "mysql://{}:{}@127.0.0.1:{}/{}",
+            vars["db_user"], vars["db_password"], proxy.port, vars["db_name"]
+        )
+    }
+}
+
+impl Drop for TcpReader<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.try_query(&format!(
+            "DROP USER IF EXISTS '{}'@'127.0.0.1'",
+            self.0.name()
+        ));
+    }
+}

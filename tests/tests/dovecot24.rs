@@ -24,13 +24,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use postwerk_tests::cli::Postwerk;
 use postwerk_tests::daemon::{Daemon, Ready};
+use postwerk_tests::db::TcpReader;
 use postwerk_tests::exec::{Output, require, run};
 use postwerk_tests::imap;
 use postwerk_tests::net::{TcpProxy, free_port, wait_for_port, wait_for_unix_socket};
@@ -46,41 +46,6 @@ const DISABLED: &str = "gone@example.org";
 
 const READY: Duration = Duration::from_secs(30);
 const DOVEADM_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The read-only user of `db` for TCP clients (the harness makes only
-/// `'u'@'localhost'`, which matches the UNIX socket, not the proxy);
-/// dropped with the guard.
-struct TcpReader<'a>(&'a MariaDb);
-
-impl<'a> TcpReader<'a> {
-    fn create(db: &'a MariaDb) -> TcpReader<'a> {
-        let vars: BTreeMap<_, _> = db.template_vars().into_iter().collect();
-        let (user, pw) = (&vars["db_user"], &vars["db_password"]);
-        db.query(&format!(
-            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}'; \
-             GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1';",
-            db.name()
-        ));
-        TcpReader(db)
-    }
-
-    fn url_via(&self, proxy: &TcpProxy) -> String {
-        let vars: BTreeMap<_, _> = self.0.template_vars().into_iter().collect();
-        format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            vars["db_user"], vars["db_password"], proxy.port, vars["db_name"]
-        )
-    }
-}
-
-impl Drop for TcpReader<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.try_query(&format!(
-            "DROP USER IF EXISTS '{}'@'127.0.0.1'",
-            self.0.name()
-        ));
-    }
-}
 
 /// The database with an account (2G quota), a send-only account and a
 /// disabled one, made by the `postwerk` command.

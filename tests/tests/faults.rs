@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use postwerk_tests::cli::Postwerk;
 use postwerk_tests::daemon::{Daemon, Ready};
+use postwerk_tests::db::TcpReader;
 use postwerk_tests::exec::{poll_until, require, run};
 use postwerk_tests::guide::Stack;
 use postwerk_tests::load::{self, LmtpSession, SmtpSession};
@@ -36,42 +37,6 @@ fn provision(db: &dyn Database) {
     pw.run(&["domain", "add", "example.org"], None);
     for user in ["user1@example.org", "user2@example.org"] {
         pw.run(&["account", "add", user, "--password-stdin"], Some(&stdin));
-    }
-}
-
-/// The read-only user of `db` for TCP clients (`'u'@'127.0.0.1'`; the
-/// harness makes only `'u'@'localhost'`, which matches the UNIX socket).
-/// Dropped with the guard.
-struct TcpReader<'a>(&'a MariaDb);
-
-impl<'a> TcpReader<'a> {
-    fn create(db: &'a MariaDb) -> TcpReader<'a> {
-        let vars: BTreeMap<_, _> = db.template_vars().into_iter().collect();
-        let (user, pw) = (&vars["db_user"], &vars["db_password"]);
-        db.query(&format!(
-            "CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{pw}'; \
-             GRANT SELECT ON `{}`.* TO '{user}'@'127.0.0.1';",
-            db.name()
-        ));
-        TcpReader(db)
-    }
-
-    /// The daemons' URL, through `proxy`.
-    fn url_via(&self, proxy: &TcpProxy) -> String {
-        let vars: BTreeMap<_, _> = self.0.template_vars().into_iter().collect();
-        format!(
-            "mysql://{}:{}@127.0.0.1:{}/{}",
-            vars["db_user"], vars["db_password"], proxy.port, vars["db_name"]
-        )
-    }
-}
-
-impl Drop for TcpReader<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.try_query(&format!(
-            "DROP USER IF EXISTS '{}'@'127.0.0.1'",
-            self.0.name()
-        ));
     }
 }
 
