@@ -159,6 +159,7 @@
 //! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463,
 //! RFC 7208, RFC 7489, RFC 8601.
 
+pub mod arc;
 pub mod controller;
 pub mod filter;
 pub mod keys;
@@ -223,9 +224,15 @@ pub enum SharedError {
 pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let m = &cfg.milterd;
+    let signer = Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism));
     Ok(Arc::new(Shared {
         cfg: m.clone(),
-        signer: Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism)),
+        sealer: Arc::new(arc::Sealer::new(
+            m.arc.clone(),
+            Arc::clone(&signer),
+            cfg.mail.recipient_delimiter.clone(),
+        )),
+        signer,
         verifier: Arc::new(Verifier::new(m)?),
         scanner: Arc::new(spam::Scanner::new(&m.spam, &m.dns_servers)?),
     }))

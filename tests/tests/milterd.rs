@@ -546,3 +546,359 @@ fn our_results_among(all: &[String]) -> String {
     assert_eq!(ours.len(), 1, "{all:?}");
     ours[0].clone()
 }
+
+// ---------------------------------------------------------------------------
+// ARC (RFC 8617): sealing of mail that an alias forwards off-site and of
+// outgoing mail, verification of incoming chains. The foreign server is a
+// local smtp-sink (Postfix's relayhost); its copy is checked by dkimpy's
+// arc_verify (python3-dkim) and by mail-auth (milterd's own verifier, in
+// process), both asking the test DNS server for the keys.
+
+/// dkimpy's ARC verification of the message in argv[1], asking the DNS
+/// server at argv[2] (ADDRESS:PORT) for the keys; prints `cv=<pass|fail|
+/// none> <reason>` and, for each DKIM-Signature, `dkim <d=> pass|fail`.
+const ARC_VERIFY_PY: &str = r#"
+import dkim, dns.resolver, re, sys
+msg = open(sys.argv[1], 'rb').read()
+host, port = sys.argv[2].rsplit(':', 1)
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = [host]
+r.port = int(port)
+def dnsfunc(name, timeout=5):
+    n = name.decode() if isinstance(name, bytes) else name
+    try:
+        a = r.resolve(n, 'TXT', lifetime=timeout)
+    except Exception:
+        return None
+    return b''.join(b''.join(x.strings) for x in a)
+cv, results, reason = dkim.arc_verify(msg, dnsfunc=dnsfunc)
+print('cv=' + cv.decode(), reason)
+head = msg.split(b'\r\n\r\n', 1)[0]
+for i in range(len(re.findall(rb'(?im)^dkim-signature:', head))):
+    d = dkim.DKIM(msg)
+    try:
+        ok = d.verify(idx=i, dnsfunc=dnsfunc)
+    except dkim.ValidationError:
+        ok = False
+    print('dkim', d.domain.decode(), 'pass' if ok else 'fail')
+"#;
+
+/// `smtp-sink` on a free port, writing one file per message under
+/// `DIR/sink/`; killed on drop.
+struct Sink {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    fn start(dir: &TestDir) -> Sink {
+        let port = free_port();
+        // smtp-sink drops to `nobody` and writes one file per message.
+        let _ = std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        );
+        let sink_dir = dir.mkdir("sink", 0o777);
+        let child = Command::new(require("smtp-sink"))
+            .args(["-u", "nobody", "-D"])
+            .arg(sink_dir.join("msg"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("20")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        postwerk_tests::net::wait_for_port(port, Duration::from_secs(10)).unwrap();
+        Sink {
+            child,
+            port,
+            dir: sink_dir,
+        }
+    }
+
+    /// The messages received so far, without smtp-sink's envelope lines,
+    /// with CRLF line ends. smtp-sink appends every message to the -D file,
+    /// each starting with its `X-Client-Addr:` line.
+    fn messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .flat_map(|bytes| {
+                let text = String::from_utf8_lossy(&bytes).replace("\r\n", "\n");
+                text.split("X-Client-Addr:")
+                    .filter(|m| !m.trim().is_empty())
+                    .map(|m| format!("X-Client-Addr:{m}"))
+                    .collect::<Vec<_>>()
+            })
+            .map(|text| {
+                let text = text.trim_end_matches('\n').to_owned() + "\n";
+                let body: Vec<&str> = text
+                    .split('\n')
+                    .skip_while(|l| {
+                        ["X-Client-", "X-Helo-Args:", "X-Mail-Args:", "X-Rcpt-Args:"]
+                            .iter()
+                            .any(|p| l.starts_with(p))
+                    })
+                    .collect();
+                body.join("\r\n")
+            })
+            .collect()
+    }
+
+    /// Waits for a message that contains every one of `needles`.
+    #[track_caller]
+    fn wait_for(&self, needles: &[&str], stack: &Stack) -> String {
+        let mut found = None;
+        let ok = postwerk_tests::exec::poll_until(Duration::from_secs(60), || {
+            stack.postfix.flush();
+            found = self
+                .messages()
+                .into_iter()
+                .find(|m| needles.iter().all(|n| m.contains(n)));
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no message with {needles:?} reached the foreign server; queue:\n{}",
+            stack.postfix.queue_listing()
+        );
+        found.unwrap()
+    }
+}
+
+/// dkimpy's verdict lines for `message` (see ARC_VERIFY_PY).
+fn dkimpy_arc(dir: &TestDir, name: &str, message: &str, dns: &std::net::SocketAddr) -> Vec<String> {
+    let path = dir.write(format!("arc/{name}.eml"), message, 0o644);
+    let mut cmd = Command::new(require("/usr/bin/python3"));
+    cmd.args(["-c", ARC_VERIFY_PY])
+        .arg(&path)
+        .arg(dns.to_string());
+    let out = run(&mut cmd, None, Duration::from_secs(60)).assert_success();
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// mail-auth's verdict (milterd's verifier, in process, on the test DNS).
+fn mail_auth_verdict(config: &str, message: &str) -> postwerk_milterd::verify::Verdict {
+    let cfg = postwerk_core::config::Config::parse(config).unwrap();
+    let verifier = postwerk_milterd::verify::Verifier::new(&cfg.milterd).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let env = postwerk_milterd::verify::Envelope::default();
+    rt.block_on(verifier.verify(message.as_bytes(), &env))
+}
+
+/// The tag `tag=` of a header value (whitespace removed).
+fn tag(value: &str, tag: &str) -> Option<String> {
+    let v: String = value.split_whitespace().collect();
+    v.split(';')
+        .find_map(|t| t.trim().strip_prefix(&format!("{tag}=")).map(str::to_owned))
+}
+
+#[test]
+fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
+    let dir = TestDir::new("milterd-arc");
+    let db = Sqlite::fresh(&dir);
+    let dns = postwerk_tests::dns::Dns::start();
+    let keys = dir.mkdir("dkim", 0o750);
+    let port = free_port();
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n[milterd.dkim]\nselector = \"rsa2026\"\npath = \"{}/$domain.$selector.key\"\n\n[milterd.verify]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[milterd.spam]\nenabled = false\n",
+        db.reader_url(),
+        dns.addr,
+        keys.display()
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(&db, &pw);
+    pw.run(
+        &["alias", "add", "fwd@example.org", "friend@foreign.example"],
+        None,
+    );
+    pw.run(
+        &[
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.org",
+            "--selector",
+            "rsa2026",
+        ],
+        None,
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&pw.run(&["--json", "dkim", "show", "example.org"], None)).unwrap();
+    for r in shown.as_array().unwrap() {
+        let value: String = r["txt_strings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        dns.txt(r["name"].as_str().unwrap().trim_end_matches('.'), &value);
+    }
+    // The original author's domain: DKIM key, SPF for loopback.
+    let (key, public) = rsa_key(&dir);
+    dns.txt(
+        "sel1._domainkey.signed.test",
+        &format!("v=DKIM1; k=rsa; p={public}"),
+    )
+    .txt("signed.test", "v=spf1 ip4:127.0.0.1 -all")
+    .txt("_dmarc.signed.test", "v=DMARC1; p=none");
+
+    let sink = Sink::start(&dir);
+    let mut milterd = Daemon::start(&dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
+    let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    pf.extra_main_cf = vec![
+        format!("relayhost = [127.0.0.1]:{}", sink.port),
+        "smtp_tls_security_level = may".to_owned(),
+    ];
+    let stack = Stack::start_with_config(&dir, &db, pf, None);
+    let sender = Sender {
+        dir: &dir,
+        port: stack.postfix.smtp_port,
+        key,
+    };
+
+    // Hop 1: a signed message from another server to the forwarding alias.
+    let msg = Message::new("news@signed.test", &["fwd@example.org"], "forwarded once");
+    assert_eq!(
+        sender.send(&msg, &[], Some(("signed.test", "sel1")), false),
+        "sent"
+    );
+    let hop1 = sink.wait_for(&[&msg.token, "ARC-Seal:"], &stack);
+    let seals = header_values(&hop1, "ARC-Seal");
+    assert_eq!(seals.len(), 1, "{hop1}");
+    assert_eq!(tag(&seals[0], "i").as_deref(), Some("1"), "{hop1}");
+    assert_eq!(tag(&seals[0], "cv").as_deref(), Some("none"), "{hop1}");
+    assert_eq!(
+        tag(&seals[0], "d").as_deref(),
+        Some("example.org"),
+        "{hop1}"
+    );
+    assert_eq!(tag(&seals[0], "s").as_deref(), Some("rsa2026"), "{hop1}");
+    assert_eq!(tag(&seals[0], "a").as_deref(), Some("rsa-sha256"), "{hop1}");
+    let aar = header_values(&hop1, "ARC-Authentication-Results");
+    assert_eq!(aar.len(), 1, "{hop1}");
+    let aar: String = aar[0].split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(aar.starts_with("i=1; mail.example.org;"), "{aar}");
+    for clause in [
+        "spf=pass",
+        "dkim=pass header.i=@signed.test",
+        "arc=none",
+        "dmarc=pass",
+    ] {
+        assert!(aar.contains(clause), "{clause} missing: {aar}");
+    }
+    let ar = our_results(&hop1);
+    assert!(ar.contains("arc=none"), "{ar}");
+    // The ARC set is on top, above our Authentication-Results.
+    assert!(
+        hop1.find("ARC-Seal:").unwrap() < hop1.find("Authentication-Results: mail").unwrap(),
+        "{hop1}"
+    );
+
+    // Two verifiers: dkimpy and mail-auth.
+    let lines = dkimpy_arc(&dir, "hop1", &hop1, &dns.addr);
+    assert!(lines[0].starts_with("cv=pass"), "dkimpy: {lines:?}\n{hop1}");
+    assert!(
+        lines.iter().any(|l| l == "dkim signed.test pass"),
+        "{lines:?}"
+    );
+    let verdict = mail_auth_verdict(&config, &hop1);
+    assert_eq!(verdict.arc, "pass", "mail-auth: {}\n{hop1}", verdict.header);
+    // The verifiers do not just say yes: a changed body breaks the chain.
+    let tampered = hop1.replace(&msg.token, "tampered-token");
+    let lines = dkimpy_arc(&dir, "hop1-tampered", &tampered, &dns.addr);
+    assert!(lines[0].starts_with("cv=fail"), "{lines:?}");
+    assert_ne!(mail_auth_verdict(&config, &tampered).arc, "pass");
+
+    // Hop 2: the sealed message comes back (a second forwarder would do
+    // this): arc=pass in our results, and a second set with i=2, cv=pass.
+    let path = dir.write("arc/hop2-in.eml", &hop1, 0o644);
+    let mut cmd = Command::new(require("/usr/bin/python3"));
+    cmd.args([
+        "-c",
+        SEND_PY,
+        &stack.postfix.smtp_port.to_string(),
+        "mx.sender.test",
+    ])
+    .args(["news@signed.test", "-", "-", "-"])
+    .arg(&path)
+    .args(["0", "fwd@example.org"]);
+    let out = run(&mut cmd, None, Duration::from_secs(90)).assert_success();
+    assert_eq!(out.stdout.trim(), "sent");
+    let hop2 = sink.wait_for(&[&msg.token, "i=2;"], &stack);
+    let seals = header_values(&hop2, "ARC-Seal");
+    assert_eq!(seals.len(), 2, "{hop2}");
+    // The newest set is on top.
+    assert_eq!(tag(&seals[0], "i").as_deref(), Some("2"), "{hop2}");
+    assert_eq!(tag(&seals[0], "cv").as_deref(), Some("pass"), "{hop2}");
+    let aar2 = header_values(&hop2, "ARC-Authentication-Results");
+    assert!(
+        aar2.iter()
+            .any(|v| v.trim_start().starts_with("i=2;") && v.contains("arc=pass")),
+        "{hop2}"
+    );
+    let ours: Vec<String> = header_values(&hop2, "Authentication-Results")
+        .into_iter()
+        .filter(|v| v.trim_start().starts_with("mail.example.org"))
+        .collect();
+    assert_eq!(ours.len(), 1, "{hop2}");
+    assert!(ours[0].contains("arc=pass"), "{}", ours[0]);
+    let lines = dkimpy_arc(&dir, "hop2", &hop2, &dns.addr);
+    assert!(lines[0].starts_with("cv=pass"), "dkimpy: {lines:?}\n{hop2}");
+    assert_eq!(mail_auth_verdict(&config, &hop2).arc, "pass");
+
+    // Mail to a local alias is delivered, not forwarded: no seal.
+    let local = Message::new("news@signed.test", &[ALIAS], "delivered locally");
+    assert_eq!(
+        sender.send(&local, &[], Some(("signed.test", "sel1")), false),
+        "sent"
+    );
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &local);
+    assert_eq!(header_count(&stored, "ARC-Seal"), 0, "{stored}");
+    assert!(our_results(&stored).contains("arc=none"), "{stored}");
+
+    // Outgoing mail (the guide's arc.conf seals it too): DKIM-signed and
+    // sealed with d= the From domain; both verify. (Sent to the alias:
+    // the submission service checks a foreign domain in real DNS.)
+    let out_msg = Message::new(USER, &["fwd@example.org"], "outgoing sealed");
+    let t = stack.submission(USER, PASSWORD).send(&out_msg);
+    assert!(t.is_accepted(), "{t}");
+    let sent = sink.wait_for(&[&out_msg.token], &stack);
+    let seals = header_values(&sent, "ARC-Seal");
+    assert_eq!(seals.len(), 1, "{sent}");
+    assert_eq!(
+        tag(&seals[0], "d").as_deref(),
+        Some("example.org"),
+        "{sent}"
+    );
+    let lines = dkimpy_arc(&dir, "outgoing", &sent, &dns.addr);
+    assert!(lines[0].starts_with("cv=pass"), "dkimpy: {lines:?}\n{sent}");
+    assert!(
+        lines.iter().any(|l| l == "dkim example.org pass"),
+        "{lines:?}"
+    );
+    assert_eq!(mail_auth_verdict(&config, &sent).arc, "pass");
+
+    let log = milterd.log();
+    assert!(log.contains("forwarded off-site; sealed (ARC)"), "{log}");
+    assert!(log.contains("sealed (ARC)"), "{log}");
+    drop(stack);
+    assert!(
+        milterd.stop(),
+        "milterd did not exit cleanly:\n{}",
+        milterd.log()
+    );
+}
