@@ -902,3 +902,247 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
         milterd.log()
     );
 }
+
+// ---------------------------------------------------------------------------
+// A second DKIM verifier (OpenDKIM), mail from sendmail(1) through
+// non_smtpd_milters, and a selector switch on SIGHUP.
+
+/// A signing milterd and a guide Postfix on `db`, with `selectors` made by
+/// `postwerk dkim keygen` (`ed…` selectors Ed25519, others RSA). Returns
+/// the daemon, the stack, the records (name → TXT value) and the config.
+fn signing_stack(
+    dir: &TestDir,
+    db: &Sqlite,
+    selectors: &[&str],
+    in_config: &str,
+    extra_master_cf: Vec<String>,
+) -> (Daemon, Stack, BTreeMap<String, String>, String) {
+    let keys = dir.mkdir("dkim", 0o750);
+    let port = free_port();
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\n\n[milterd.dkim]\nselector = {in_config}\npath = \"{}/$domain.$selector.key\"\n",
+        db.reader_url(),
+        keys.display()
+    );
+    let config_path = dir.write("postwerk.toml", &config, 0o644);
+    let pw = Postwerk::new(&db.url()).with_config(config_path);
+    provision(db, &pw);
+    // The record each keygen prints (zone-file line, 255-byte strings).
+    let mut records = BTreeMap::new();
+    for sel in selectors {
+        let mut args = vec![
+            "dkim",
+            "keygen",
+            "--domain",
+            "example.org",
+            "--selector",
+            sel,
+        ];
+        if sel.starts_with("ed") {
+            args.extend(["--algo", "ed25519"]);
+        }
+        let out = pw.run(&args, None);
+        let value: String = out
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .collect::<Vec<_>>()
+            .concat();
+        assert!(value.starts_with("v=DKIM1;"), "{out}");
+        records.insert(format!("{sel}._domainkey.example.org."), value);
+    }
+    let milterd = Daemon::start(dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
+    let mut pf = postfix::Config::guide(Maps::sql(dir, db));
+    pf.milters = Some(format!("inet:127.0.0.1:{port}"));
+    pf.extra_master_cf = extra_master_cf;
+    let stack = Stack::start_with_config(dir, db, pf, None);
+    (milterd, stack, records, config)
+}
+
+/// OpenDKIM's verdicts (`opendkim -t`, verify mode, keys from a
+/// TestPublicKeys table) for `message`: the `dkim=` clauses of the
+/// Authentication-Results it would add, one per signature.
+fn opendkim_verify(
+    dir: &TestDir,
+    name: &str,
+    message: &str,
+    records: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let table: String = records
+        .iter()
+        .map(|(n, v)| format!("{} {v}\n", n.trim_end_matches('.')))
+        .collect();
+    let keys = dir.write("opendkim/keys", table, 0o644);
+    let conf = dir.write(
+        "opendkim/opendkim.conf",
+        format!(
+            "Mode v\nSyslog no\nTestPublicKeys {}\nAlwaysAddARHeader yes\n",
+            keys.display()
+        ),
+        0o644,
+    );
+    let crlf = message.replace("\r\n", "\n").replace('\n', "\r\n");
+    let path = dir.write(format!("opendkim/{name}.eml"), crlf, 0o644);
+    let mut cmd = Command::new(require("opendkim"));
+    cmd.arg("-x").arg(&conf).arg("-vvv").arg("-t").arg(&path);
+    let out = run(&mut cmd, None, Duration::from_secs(60)).assert_success();
+    // `### INSHEADER: ... hvalue='DEBUG-j;\n\tdkim=pass (...) header.d=...'`
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let ar = text
+        .split("hname='Authentication-Results' hvalue='")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .unwrap_or_else(|| panic!("OpenDKIM added no Authentication-Results:\n{text}"));
+    ar.split(';')
+        .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|c| c.starts_with("dkim="))
+        .collect()
+}
+
+#[test]
+fn opendkim_verifies_rsa_and_ed25519_signatures_made_through_postfix() {
+    let dir = TestDir::new("milterd-opendkim");
+    let db = Sqlite::fresh(&dir);
+    let (mut milterd, stack, records, _) = signing_stack(
+        &dir,
+        &db,
+        &["rsa2026", "ed2026"],
+        "[\"rsa2026\", \"ed2026\"]",
+        Vec::new(),
+    );
+    let msg = Message::new(USER, &[USER], "second verifier").header("To: <user1@example.org>");
+    let t = stack.submission(USER, PASSWORD).send(&msg);
+    assert!(t.is_accepted(), "{t}");
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &msg);
+    assert_eq!(header_count(&stored, "DKIM-Signature"), 2, "{stored}");
+    let clauses = opendkim_verify(&dir, "stored", &stored, &records);
+    assert_eq!(clauses.len(), 2, "{clauses:?}");
+    let rsa = clauses
+        .iter()
+        .find(|c| c.contains("header.a=rsa-sha256"))
+        .unwrap_or_else(|| panic!("{clauses:?}"));
+    assert!(
+        rsa.starts_with("dkim=pass") && rsa.contains("header.s=rsa2026"),
+        "{clauses:?}"
+    );
+    let ed = clauses
+        .iter()
+        .find(|c| c.contains("header.a=ed25519-sha256"))
+        .unwrap_or_else(|| panic!("{clauses:?}"));
+    assert!(
+        ed.starts_with("dkim=pass") && ed.contains("header.s=ed2026"),
+        "{clauses:?}"
+    );
+    // OpenDKIM is not just saying yes.
+    let tampered = stored.replace(&msg.token, "tampered-token");
+    let clauses = opendkim_verify(&dir, "tampered", &tampered, &records);
+    assert!(
+        clauses.iter().all(|c| !c.starts_with("dkim=pass")),
+        "{clauses:?}"
+    );
+    drop(stack);
+    assert!(milterd.stop(), "{}", milterd.log());
+}
+
+/// Writes `msg` for sendmail(1) and submits it as `from` through the
+/// stack's Postfix (postdrop → pickup → cleanup with non_smtpd_milters).
+fn sendmail(dir: &TestDir, stack: &Stack, from: &str, msg: &Message) {
+    let text = format!(
+        "From: <{from}>\nTo: <{}>\nSubject: {}\nMessage-ID: {}\n\n{}",
+        msg.to[0], msg.subject, msg.message_id, msg.body
+    );
+    dir.write(format!("sendmail/{}.eml", msg.token), &text, 0o644);
+    let mut cmd = Command::new(require("/usr/sbin/sendmail"));
+    cmd.arg("-C")
+        .arg(stack.postfix.config_dir())
+        .args(["-f", from, msg.to[0].as_str()]);
+    run(&mut cmd, Some(text.as_bytes()), Duration::from_secs(60)).assert_success();
+    stack.postfix.flush();
+}
+
+#[test]
+fn mail_from_sendmail_through_pickup_is_signed() {
+    let dir = TestDir::new("milterd-pickup");
+    let db = Sqlite::fresh(&dir);
+    // contrib/postfix/main.cf.milterd: cleanup's non_smtpd_milters see
+    // {daemon_name} = ORIGINATING (only mail that did not come through
+    // smtpd runs them), so milterd signs locally submitted mail.
+    let (mut milterd, stack, records, _) = signing_stack(
+        &dir,
+        &db,
+        &["rsa2026"],
+        "\"rsa2026\"",
+        vec![
+            "cleanup   unix  n       -       n       -       0       cleanup\n    -o milter_macro_daemon_name=ORIGINATING".to_owned(),
+        ],
+    );
+    let msg = Message::new(USER, &[USER], "from the sendmail command");
+    sendmail(&dir, &stack, USER, &msg);
+    let (stored, _) = stack.read_back(USER, PASSWORD, "INBOX", &msg);
+    assert_eq!(header_count(&stored, "DKIM-Signature"), 1, "{stored}");
+    let lines = dkimpy_verify(&dir, &stored, &records);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].ends_with(" pass"), "{lines:?}\n{stored}");
+    let log = milterd.log();
+    assert!(log.contains("origin=DaemonName"), "{log}");
+    assert!(
+        stack.postfix.maillog().contains("postfix/pickup"),
+        "not through pickup"
+    );
+    drop(stack);
+    assert!(milterd.stop(), "{}", milterd.log());
+}
+
+#[test]
+fn sighup_switches_the_selector_without_restart_and_the_old_key_still_verifies() {
+    let dir = TestDir::new("milterd-rotate");
+    let db = Sqlite::fresh(&dir);
+    let (mut milterd, stack, records, config) = signing_stack(
+        &dir,
+        &db,
+        &["old2026", "new2026"],
+        "\"old2026\"",
+        Vec::new(),
+    );
+    let pid = milterd.pid();
+    let before = Message::new(USER, &[USER], "signed before the switch");
+    let t = stack.submission(USER, PASSWORD).send(&before);
+    assert!(t.is_accepted(), "{t}");
+    let (stored_before, _) = stack.read_back(USER, PASSWORD, "INBOX", &before);
+
+    // The admin's rotation: new selector in the config, then SIGHUP.
+    let new_config = config.replace("selector = \"old2026\"", "selector = \"new2026\"");
+    assert_ne!(new_config, config);
+    std::fs::write(milterd.config_path(), &new_config).unwrap();
+    milterd.signal(nix::sys::signal::Signal::SIGHUP);
+    assert!(
+        postwerk_tests::exec::poll_until(Duration::from_secs(20), || milterd
+            .log()
+            .contains("configuration reloaded")),
+        "{}",
+        milterd.log()
+    );
+    let after = Message::new(USER, &[USER], "signed after the switch");
+    let t = stack.submission(USER, PASSWORD).send(&after);
+    assert!(t.is_accepted(), "{t}");
+    let (stored_after, _) = stack.read_back(USER, PASSWORD, "INBOX", &after);
+    assert_eq!(milterd.pid(), pid, "milterd was restarted");
+
+    let selector = |stored: &str| {
+        let sig = header_values(stored, "DKIM-Signature")
+            .into_iter()
+            .next()
+            .unwrap();
+        tag(&sig, "s").unwrap()
+    };
+    assert_eq!(selector(&stored_before), "old2026", "{stored_before}");
+    assert_eq!(selector(&stored_after), "new2026", "{stored_after}");
+    // Both records stay published: the old signature still verifies.
+    for stored in [&stored_before, &stored_after] {
+        let lines = dkimpy_verify(&dir, stored, &records);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].ends_with(" pass"), "{lines:?}\n{stored}");
+    }
+    drop(stack);
+    assert!(milterd.stop(), "{}", milterd.log());
+}
