@@ -97,9 +97,13 @@ pub enum SealError {
     /// A key file exists but cannot be used.
     #[error("{0}")]
     Key(KeyError),
-    /// mail-auth refused to seal (e.g. the message has no header to sign).
+    /// mail-auth refused to seal.
     #[error("sealing failed: {0}")]
     Crypto(String),
+    /// The message cannot be sealed: no header field to sign, or its
+    /// chain already failed. Not an error of ours: it passes unsealed.
+    #[error("cannot be sealed: {0}")]
+    NotSealable(String),
     /// The key task died.
     #[error("key task failed: {0}")]
     Task(String),
@@ -340,7 +344,15 @@ pub fn seal(
         .header_canonicalization(Canonicalization::Relaxed)
         .body_canonicalization(Canonicalization::Relaxed)
         .seal(message, results, arc)
-        .map_err(|e| SealError::Crypto(e.to_string()))?;
+        .map_err(|e| match e {
+            mail_auth::Error::NoHeadersFound => {
+                SealError::NotSealable("no header field to sign".to_owned())
+            }
+            mail_auth::Error::Arc(mail_auth::arc::ArcError::InvalidCV) => {
+                SealError::NotSealable("the chain has already failed (cv=fail)".to_owned())
+            }
+            other => SealError::Crypto(other.to_string()),
+        })?;
     Ok(split_fields(&set.to_header()))
 }
 

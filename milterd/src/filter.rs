@@ -9,7 +9,7 @@ use crate::arc::{self, Plan, Sealer};
 use crate::reply;
 use crate::sign::{Field, Message, Outcome, SignError, Signer, Skip, push_crlf};
 use crate::spam::{self, Action, Scanner};
-use crate::verify::{self, Envelope, SealRequest, Verifier};
+use crate::verify::{self, ArcSeal, Envelope, SealRequest, Verifier};
 use bytes::Bytes;
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
@@ -532,6 +532,10 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
                     info!(queue_id = %qid, domain = %req.key.domain, selector = %req.key.selector, "sealed (ARC)");
                     Status::Accept
                 }
+                Err(arc::SealError::NotSealable(why)) => {
+                    info!(queue_id = %qid, reason = %why, "outgoing; not sealed (ARC)");
+                    Status::Accept
+                }
                 Err(e) => {
                     let action = shared.cfg.arc.seal_error_action;
                     error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
@@ -677,10 +681,16 @@ async fn incoming(
         }
         _ => None,
     };
-    if let Some(Some(Err(e))) = verdict.as_ref().map(|v| &v.arc_set) {
-        let action = cfg.arc.seal_error_action;
-        error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
-        return reply::failure(action);
+    match verdict.as_ref().and_then(|v| v.arc_set.as_ref()) {
+        Some(ArcSeal::Failed(e)) => {
+            let action = cfg.arc.seal_error_action;
+            error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
+            return reply::failure(action);
+        }
+        Some(ArcSeal::NotSealable(why)) => {
+            info!(queue_id = %qid, reason = %why, "forwarded off-site; not sealed (ARC)");
+        }
+        Some(ArcSeal::Sealed(_)) | None => {}
     }
     if let Some(v) = &verdict
         && v.is_dmarc_reject
@@ -815,7 +825,7 @@ async fn incoming(
         }
         // The ARC set goes above it (RFC 8617 §4.2: a new set is
         // prepended).
-        if let Some(Ok(fields)) = &v.arc_set {
+        if let Some(ArcSeal::Sealed(fields)) = &v.arc_set {
             if let Err(e) = insert_arc(&cx.actions, fields, has_leading_space).await {
                 error!(queue_id = %qid, error = %e, "cannot add the ARC set");
                 return reply::failure(cfg.arc.seal_error_action);

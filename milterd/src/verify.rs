@@ -67,9 +67,21 @@ pub struct Verdict {
     pub dmarc_policy: Option<&'static str>,
     /// The ARC chain result (`pass`, `fail`, `none`, ...).
     pub arc: &'static str,
-    /// The ARC set made for the message when sealing was asked for: the
-    /// fields top first, or why sealing failed.
-    pub arc_set: Option<Result<Vec<(String, String)>, String>>,
+    /// What became of the ARC seal, when one was asked for.
+    pub arc_set: Option<ArcSeal>,
+}
+
+/// The outcome of sealing one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArcSeal {
+    /// The ARC set, fields top first.
+    Sealed(Vec<(String, String)>),
+    /// The message cannot carry our seal, and passes without: its chain
+    /// already failed (RFC 8617 §5.1.2: a chain with `cv=fail` is not
+    /// extended), or it has no field to sign or cannot be parsed.
+    NotSealable(String),
+    /// Sealing failed (the key or the crypto library refused).
+    Failed(String),
 }
 
 /// What [`Verifier::verify`] needs to seal the message as well.
@@ -224,10 +236,10 @@ impl Verifier {
     ) -> Result<Vec<(String, String)>, SealError> {
         let deadline = Instant::now() + self.cfg.timeout;
         let message = AuthenticatedMessage::parse(raw)
-            .ok_or_else(|| SealError::Crypto("the message cannot be parsed".to_owned()))?;
+            .ok_or_else(|| SealError::NotSealable("the message cannot be parsed".to_owned()))?;
         let chain = self.arc_chain(&message, deadline).await;
-        let results =
-            AuthenticationResults::new(&self.authserv_id).with_arc_result(&chain, client_ip);
+        let results = AuthenticationResults::new(&self.authserv_id)
+            .with_arc_result(&arc_result(&chain), client_ip);
         arc::seal(&message, &results, &chain, &req.key, &req.headers)
     }
 
@@ -296,7 +308,8 @@ impl Verifier {
                 dkim: Vec::new(),
                 dmarc_policy: None,
                 arc: "none",
-                arc_set: seal.map(|_| Err("the message cannot be parsed".to_owned())),
+                arc_set: seal
+                    .map(|_| ArcSeal::NotSealable("the message cannot be parsed".to_owned())),
             };
         };
         let from_domain = message
@@ -312,7 +325,7 @@ impl Verifier {
             .unwrap_or_else(|| vec![DkimOutput::temp_err(timed_out())]);
         // ARC (RFC 8617 §5.2): the chain as it arrived.
         let chain = self.arc_chain(&message, deadline).await;
-        let arc_result = dkim_word(chain.result());
+        let arc_word = dkim_word(arc_result(&chain).result());
 
         // DMARC (RFC 7489 §6.6): aligned SPF or aligned DKIM.
         let mut is_dmarc_reject = false;
@@ -351,9 +364,15 @@ impl Verifier {
         r.dmarc = dmarc;
         r.arc = Some(chain);
         let arc_set = match (seal, &r.arc) {
+            (Some(_), Some(chain)) if !chain.can_be_sealed() => Some(ArcSeal::NotSealable(
+                "the chain it arrived with has already failed (cv=fail)".to_owned(),
+            )),
             (Some(req), Some(chain)) => Some(
-                arc::seal(&message, &aar(host, &r), chain, &req.key, &req.headers)
-                    .map_err(|e| e.to_string()),
+                match arc::seal(&message, &aar(host, &r), chain, &req.key, &req.headers) {
+                    Ok(fields) => ArcSeal::Sealed(fields),
+                    Err(SealError::NotSealable(why)) => ArcSeal::NotSealable(why),
+                    Err(e) => ArcSeal::Failed(e.to_string()),
+                },
             ),
             (Some(_), None) | (None, _) => None,
         };
@@ -365,10 +384,22 @@ impl Verifier {
             spf,
             dkim: dkim_words,
             dmarc_policy,
-            arc: arc_result,
+            arc: arc_word,
             arc_set,
         }
     }
+}
+
+/// The chain result as RFC 8617 §2.2 words it: `pass`, `fail` or `none`
+/// (plus `temperror` for a DNS failure, RFC 8601 §2.7). mail-auth says
+/// `neutral` for a body hash mismatch and `permerror` for a broken
+/// header; for ARC both are `fail`.
+fn arc_result(chain: &ArcOutput<'_>) -> ArcOutput<'static> {
+    let result = match chain.result() {
+        DkimResult::Neutral(e) | DkimResult::PermError(e) => DkimResult::Fail(e.clone()),
+        other => other.clone(),
+    };
+    ArcOutput::default().with_result(result)
 }
 
 /// The error we record when the deadline passed.
@@ -508,7 +539,7 @@ pub fn aar<'a>(authserv_id: &'a str, r: &Results<'_>) -> AuthenticationResults<'
         ar = ar.with_dkim_results(d, "");
     }
     if let (Some(a), Some(ip)) = (&r.arc, r.client_ip) {
-        ar = ar.with_arc_result(a, ip);
+        ar = ar.with_arc_result(&arc_result(a), ip);
     }
     if let Some(d) = &r.dmarc
         && !d.domain().is_empty()
@@ -558,11 +589,11 @@ pub fn format(authserv_id: &str, r: &Results<'_>) -> String {
         (None, _) => {}
         (Some(a), Some(ip)) => clauses.push_str(&tail(
             authserv_id,
-            AuthenticationResults::new(authserv_id).with_arc_result(a, ip),
+            AuthenticationResults::new(authserv_id).with_arc_result(&arc_result(a), ip),
         )),
         (Some(a), None) => {
             clauses.push_str(";\r\n\tarc=");
-            clauses.push_str(dkim_word(a.result()));
+            clauses.push_str(dkim_word(arc_result(a).result()));
         }
     }
     if let Some(d) = &r.dmarc

@@ -572,7 +572,7 @@ def dnsfunc(name, timeout=5):
         return None
     return b''.join(b''.join(x.strings) for x in a)
 cv, results, reason = dkim.arc_verify(msg, dnsfunc=dnsfunc)
-print('cv=' + cv.decode(), reason)
+print('cv=' + (cv.decode() if cv else 'None'), reason)
 head = msg.split(b'\r\n\r\n', 1)[0]
 for i in range(len(re.findall(rb'(?im)^dkim-signature:', head))):
     d = dkim.DKIM(msg)
@@ -825,19 +825,22 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
 
     // Hop 2: the sealed message comes back (a second forwarder would do
     // this): arc=pass in our results, and a second set with i=2, cv=pass.
-    let path = dir.write("arc/hop2-in.eml", &hop1, 0o644);
-    let mut cmd = Command::new(require("/usr/bin/python3"));
-    cmd.args([
-        "-c",
-        SEND_PY,
-        &stack.postfix.smtp_port.to_string(),
-        "mx.sender.test",
-    ])
-    .args(["news@signed.test", "-", "-", "-"])
-    .arg(&path)
-    .args(["0", "fwd@example.org"]);
-    let out = run(&mut cmd, None, Duration::from_secs(90)).assert_success();
-    assert_eq!(out.stdout.trim(), "sent");
+    let resend = |name: &str, text: &str| {
+        let path = dir.write(format!("arc/{name}.eml"), text, 0o644);
+        let mut cmd = Command::new(require("/usr/bin/python3"));
+        cmd.args([
+            "-c",
+            SEND_PY,
+            &stack.postfix.smtp_port.to_string(),
+            "mx.sender.test",
+        ])
+        .args(["news@signed.test", "-", "-", "-"])
+        .arg(&path)
+        .args(["0", "fwd@example.org"]);
+        let out = run(&mut cmd, None, Duration::from_secs(90)).assert_success();
+        assert_eq!(out.stdout.trim(), "sent");
+    };
+    resend("hop2-in", &hop1);
     let hop2 = sink.wait_for(&[&msg.token, "i=2;"], &stack);
     let seals = header_values(&hop2, "ARC-Seal");
     assert_eq!(seals.len(), 2, "{hop2}");
@@ -859,6 +862,34 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
     let lines = dkimpy_arc(&dir, "hop2", &hop2, &dns.addr);
     assert!(lines[0].starts_with("cv=pass"), "dkimpy: {lines:?}\n{hop2}");
     assert_eq!(mail_auth_verdict(&config, &hop2).arc, "pass");
+
+    // A broken chain: our seal says so (cv=fail, arc=fail), and a chain
+    // that has failed is not extended (RFC 8617 §5.1.2), but the message
+    // is still forwarded.
+    resend("broken-in", &tampered);
+    let broken = sink.wait_for(&["tampered-token", "i=2;"], &stack);
+    let seals = header_values(&broken, "ARC-Seal");
+    assert_eq!(tag(&seals[0], "i").as_deref(), Some("2"), "{broken}");
+    assert_eq!(tag(&seals[0], "cv").as_deref(), Some("fail"), "{broken}");
+    let ours: Vec<String> = header_values(&broken, "Authentication-Results")
+        .into_iter()
+        .filter(|v| v.trim_start().starts_with("mail.example.org"))
+        .collect();
+    assert!(ours[0].contains("arc=fail"), "{}", ours[0]);
+    // dkimpy answers a chain whose newest seal says cv=fail with no cv.
+    let lines = dkimpy_arc(&dir, "broken", &broken, &dns.addr);
+    assert!(!lines[0].starts_with("cv=pass"), "{lines:?}");
+    let failed_once = broken.replace("tampered-token", "failed-chain-token");
+    resend("failed-in", &failed_once);
+    let passed_on = sink.wait_for(&["failed-chain-token"], &stack);
+    assert_eq!(header_count(&passed_on, "ARC-Seal"), 2, "{passed_on}");
+    assert!(
+        milterd
+            .log()
+            .contains("forwarded off-site; not sealed (ARC)"),
+        "{}",
+        milterd.log()
+    );
 
     // Mail to a local alias is delivered, not forwarded: no seal.
     let local = Message::new("news@signed.test", &[ALIAS], "delivered locally");
