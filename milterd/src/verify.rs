@@ -367,6 +367,9 @@ impl Verifier {
             (Some(_), Some(chain)) if !chain.can_be_sealed() => Some(ArcSeal::NotSealable(
                 "the chain it arrived with has already failed (cv=fail)".to_owned(),
             )),
+            // LIMITATION: the two RSA signatures of the seal run here, on
+            // the session's task, not on the blocking pool: mail-auth's
+            // sealer borrows the parsed message and the verified chain.
             (Some(req), Some(chain)) => Some(
                 match arc::seal(&message, &aar(host, &r), chain, &req.key, &req.headers) {
                     Ok(fields) => ArcSeal::Sealed(fields),
