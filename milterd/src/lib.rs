@@ -46,8 +46,10 @@
 //!   `user@`, aliases of our domains are followed). `d=` is the alias's
 //!   domain; the `ARC-Authentication-Results` are our verification
 //!   results; `cv=` follows the chain the message arrived with (`none`
-//!   for the first set, `pass` or `fail`), and a chain that has already
-//!   failed is not extended;
+//!   for the first set, `pass` or `fail`); a chain that has already
+//!   failed is not extended, and one that could not be checked (DNS
+//!   timeout or SERVFAIL: `arc=temperror`) passes unsealed rather than
+//!   being ended with `cv=fail` over a passing outage;
 //! - outgoing signed mail (`seal_outgoing`), `d=` the `From:` domain.
 //!
 //! The key is `[milterd.arc].selector` at `[milterd.arc].path`, by default

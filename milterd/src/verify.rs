@@ -367,6 +367,12 @@ impl Verifier {
             (Some(_), Some(chain)) if !chain.can_be_sealed() => Some(ArcSeal::NotSealable(
                 "the chain it arrived with has already failed (cv=fail)".to_owned(),
             )),
+            // A chain we could not check (DNS timeout or SERVFAIL) is not
+            // sealed with cv=fail, which would end it for good over a
+            // passing outage: the message goes on unsealed, arc=temperror.
+            (Some(_), Some(chain)) if matches!(chain.result(), DkimResult::TempError(_)) => Some(
+                ArcSeal::NotSealable("the chain could not be verified now (DNS)".to_owned()),
+            ),
             // LIMITATION: the two RSA signatures of the seal run here, on
             // the session's task, not on the blocking pool: mail-auth's
             // sealer borrows the parsed message and the verified chain.

@@ -923,6 +923,24 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
     );
     assert_eq!(mail_auth_verdict(&config, &sent).arc, "pass");
 
+    // DNS trouble while checking a chain: arc=temperror, and no seal with
+    // cv=fail that would end the chain for good; the message goes on.
+    dns.servfail("gone2026._domainkey.example.org");
+    // (The body stays as it was: mail-auth checks the body hash before it
+    // asks for the key; the marker is a field the seal does not cover.)
+    let unverifiable = format!(
+        "X-Run: servfail-token\r\n{}",
+        hop1.replace("s=rsa2026; d=example.org;", "s=gone2026; d=example.org;")
+    );
+    resend("servfail-in", &unverifiable);
+    let passed_on = sink.wait_for(&["servfail-token"], &stack);
+    assert_eq!(header_count(&passed_on, "ARC-Seal"), 1, "{passed_on}");
+    let ours: Vec<String> = header_values(&passed_on, "Authentication-Results")
+        .into_iter()
+        .filter(|v| v.trim_start().starts_with("mail.example.org"))
+        .collect();
+    assert!(ours[0].contains("arc=temperror"), "{}", ours[0]);
+
     let log = milterd.log();
     assert!(log.contains("forwarded off-site; sealed (ARC)"), "{log}");
     assert!(log.contains("sealed (ARC)"), "{log}");
