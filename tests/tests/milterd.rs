@@ -724,6 +724,11 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
         &["alias", "add", "fwd@example.org", "friend@foreign.example"],
         None,
     );
+    // example.net has no key: its forwarded mail goes on unsealed.
+    pw.run(
+        &["alias", "add", "fwd@example.net", "friend@foreign.example"],
+        None,
+    );
     pw.run(
         &[
             "dkim",
@@ -922,6 +927,22 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
         "{lines:?}"
     );
     assert_eq!(mail_auth_verdict(&config, &sent).arc, "pass");
+
+    // A forwarding domain without a key: forwarded unsealed, and the log
+    // names the key file it looked for.
+    let keyless = Message::new("news@signed.test", &["fwd@example.net"], "no arc key");
+    assert_eq!(
+        sender.send(&keyless, &[], Some(("signed.test", "sel1")), false),
+        "sent"
+    );
+    let passed_on = sink.wait_for(&[&keyless.token], &stack);
+    assert_eq!(header_count(&passed_on, "ARC-Seal"), 0, "{passed_on}");
+    let missing = keys.join("example.net.rsa2026.key").display().to_string();
+    assert!(
+        milterd.log().contains("no ARC key file") && milterd.log().contains(&missing),
+        "{}",
+        milterd.log()
+    );
 
     // DNS trouble while checking a chain: arc=temperror, and no seal with
     // cv=fail that would end the chain for good; the message goes on.
