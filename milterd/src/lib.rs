@@ -175,9 +175,9 @@
 //! our domains; milterd seals only what leaves again through an alias,
 //! since a seal on mail that stays is read by nobody. The
 //! `ARC-Authentication-Results` of outgoing mail carry only `arc=` (Rspamd
-//! writes its `auth=` result; mail-auth has no builder for it). The two
-//! signatures of a seal are computed on the session's task, not the
-//! blocking pool (mail-auth's sealer borrows the parsed message). Outgoing (authenticated) mail is
+//! writes its `auth=` result; mail-auth has no builder for it). A sealed
+//! message is parsed twice (verification, then sealing on the blocking
+//! pool). Outgoing (authenticated) mail is
 //! not spam-scored. Per-user Bayes statistics (`per_user`) need Redis
 //! and use the first envelope recipient of a message; the in-process Bayes store (no `redis_url`) keeps its
 //! counts across restarts only with `[milterd.spam.bayes].file`, and

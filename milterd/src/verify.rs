@@ -131,8 +131,29 @@ fn dkim_word(r: &mail_auth::DkimResult) -> &'static str {
 /// Verifies incoming mail: the resolver and the settings.
 pub struct Verifier {
     auth: MessageAuthenticator,
-    authserv_id: String,
+    /// Interned (see [`interned`]): the ARC-Authentication-Results a seal
+    /// carries to the blocking pool borrow it.
+    authserv_id: &'static str,
     cfg: VerifyConfig,
+    /// Bounds the seals computed at once (`[milterd].sign_parallelism`).
+    seal_permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// `s` as a `&'static str`, leaked once per distinct value (authserv-ids:
+/// one per config, a reload with the same id costs nothing).
+fn interned(s: &str) -> &'static str {
+    static IDS: std::sync::OnceLock<std::sync::Mutex<Vec<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut ids = IDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = ids.iter().find(|id| **id == s) {
+        return id;
+    }
+    let id: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    ids.push(id);
+    id
 }
 
 impl std::fmt::Debug for Verifier {
@@ -191,18 +212,22 @@ impl Verifier {
         let auth = resolver(&cfg.dns_servers, cfg.dns_timeout)?;
         Ok(Verifier {
             auth,
-            authserv_id: cfg
-                .verify
-                .authserv_id
-                .clone()
-                .unwrap_or_else(default_authserv_id),
+            authserv_id: interned(
+                &cfg.verify
+                    .authserv_id
+                    .clone()
+                    .unwrap_or_else(default_authserv_id),
+            ),
             cfg: cfg.verify.clone(),
+            seal_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                cfg.sign_parallelism.max(1),
+            )),
         })
     }
 
     /// The authserv-id we write and police.
     pub fn authserv_id(&self) -> &str {
-        &self.authserv_id
+        self.authserv_id
     }
 
     /// What to do with a DMARC `p=reject` failure.
@@ -238,9 +263,36 @@ impl Verifier {
         let message = AuthenticatedMessage::parse(raw)
             .ok_or_else(|| SealError::NotSealable("the message cannot be parsed".to_owned()))?;
         let chain = self.arc_chain(&message, deadline).await;
-        let results = AuthenticationResults::new(&self.authserv_id)
+        let results = AuthenticationResults::new(self.authserv_id)
             .with_arc_result(&arc_result(&chain), client_ip);
-        arc::seal(&message, &results, &chain, &req.key, &req.headers)
+        let result = chain.result().clone();
+        self.seal_blocking(raw.to_vec(), results, result, req.clone())
+            .await
+    }
+
+    /// Seals `raw` on the blocking pool (two RSA signatures and a body
+    /// hash), at most `sign_parallelism` at once. `result` is the verified
+    /// chain's result; the chain itself is read again from `raw`.
+    async fn seal_blocking(
+        &self,
+        raw: Vec<u8>,
+        results: AuthenticationResults<'static>,
+        result: DkimResult,
+        req: SealRequest,
+    ) -> Result<Vec<(String, String)>, SealError> {
+        let _permit = self
+            .seal_permits
+            .acquire()
+            .await
+            .map_err(|e| SealError::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let message = AuthenticatedMessage::parse(&raw)
+                .ok_or_else(|| SealError::NotSealable("the message cannot be parsed".to_owned()))?;
+            let chain = arc::chain(&message, result);
+            arc::seal(&message, &results, &chain, &req.key, &req.headers)
+        })
+        .await
+        .map_err(|e| SealError::Task(e.to_string()))?
     }
 
     /// Verifies `raw` (the whole message, CRLF line ends) sent by `env`.
@@ -259,7 +311,7 @@ impl Verifier {
         seal: Option<&SealRequest>,
     ) -> Verdict {
         let deadline = Instant::now() + self.cfg.timeout;
-        let host = self.authserv_id.as_str();
+        let host = self.authserv_id;
         let helo = env.helo.trim();
         let mail_from = env.mail_from.trim();
         // With a null sender the MAIL FROM identity is postmaster@HELO
@@ -373,16 +425,20 @@ impl Verifier {
             (Some(_), Some(chain)) if matches!(chain.result(), DkimResult::TempError(_)) => Some(
                 ArcSeal::NotSealable("the chain could not be verified now (DNS)".to_owned()),
             ),
-            // LIMITATION: the two RSA signatures of the seal run here, on
-            // the session's task, not on the blocking pool: mail-auth's
-            // sealer borrows the parsed message and the verified chain.
-            (Some(req), Some(chain)) => Some(
-                match arc::seal(&message, &aar(host, &r), chain, &req.key, &req.headers) {
-                    Ok(fields) => ArcSeal::Sealed(fields),
-                    Err(SealError::NotSealable(why)) => ArcSeal::NotSealable(why),
-                    Err(e) => ArcSeal::Failed(e.to_string()),
-                },
-            ),
+            (Some(req), Some(chain)) => {
+                let results = aar(self.authserv_id, &r);
+                let result = chain.result().clone();
+                Some(
+                    match self
+                        .seal_blocking(raw.to_vec(), results, result, req.clone())
+                        .await
+                    {
+                        Ok(fields) => ArcSeal::Sealed(fields),
+                        Err(SealError::NotSealable(why)) => ArcSeal::NotSealable(why),
+                        Err(e) => ArcSeal::Failed(e.to_string()),
+                    },
+                )
+            }
             (Some(_), None) | (None, _) => None,
         };
         Verdict {
