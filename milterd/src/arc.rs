@@ -392,6 +392,124 @@ mod tests {
         assert_eq!(f[2].0, "ARC-Authentication-Results");
     }
 
+    /// A sealer on a fresh SQLite database with the guide's tables:
+    /// example.org and example.net ours; accounts user1@ and bob@
+    /// example.org; aliases as each case needs.
+    async fn sealer_with(aliases: &[(Option<&str>, &str, &str)]) -> (Sealer, tempfile::TempDir) {
+        use postwerk_core::db::model::{Account, Alias};
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[database]\nurl = \"sqlite://{}\"\n[milterd.dkim]\npath = \"{}/$domain.$selector.key\"\n",
+            dir.path().join("vmail.db").display(),
+            dir.path().display()
+        );
+        let cfg = postwerk_core::config::Config::parse(&text).unwrap();
+        let db = postwerk_core::db::Db::connect_lazy(&cfg.database, true).unwrap();
+        db.init_schema().await.unwrap();
+        for d in ["example.org", "example.net"] {
+            db.domain_add(d).await.unwrap();
+        }
+        for user in ["user1", "bob"] {
+            db.account_add(&Account {
+                username: user.into(),
+                domain: "example.org".into(),
+                password: postwerk_core::config::Secret::new("{PLAIN}x"),
+                quota_mb: 0,
+                enabled: true,
+                sendonly: false,
+            })
+            .await
+            .unwrap();
+        }
+        for (source, domain, dest) in aliases {
+            let (du, dd) = dest.split_once('@').unwrap();
+            db.alias_add(&Alias {
+                source_username: source.map(str::to_owned),
+                source_domain: (*domain).to_owned(),
+                destination_username: du.to_owned(),
+                destination_domain: dd.to_owned(),
+                enabled: true,
+            })
+            .await
+            .unwrap();
+        }
+        let signer = Arc::new(Signer::new(cfg.milterd.dkim.clone(), db, 1));
+        (
+            Sealer::new(cfg.milterd.arc.clone(), signer, "+".to_owned()),
+            dir,
+        )
+    }
+
+    async fn forwarded(s: &Sealer, rcpt: &str) -> Option<String> {
+        s.forwarding_domain(&[rcpt.to_owned()]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_aliases_that_leave_our_domains_are_forwarded() {
+        let (s, _dir) = sealer_with(&[
+            (Some("fwd"), "example.org", "friend@foreign.example"),
+            (Some("team"), "example.org", "user1@example.org"),
+            (Some("team"), "example.org", "bob@example.org"),
+            (Some("chain"), "example.org", "fwd@example.org"),
+            (Some("loop"), "example.org", "loop@example.org"),
+            // An account hides an alias of its name (the guide's query).
+            (Some("bob"), "example.org", "friend@foreign.example"),
+            (None, "example.net", "someone@foreign.example"),
+        ])
+        .await;
+        assert_eq!(
+            forwarded(&s, "fwd@example.org").await.as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            forwarded(&s, "FWD@Example.ORG").await.as_deref(),
+            Some("example.org")
+        );
+        // user+tag@ reaches the alias user@.
+        assert_eq!(
+            forwarded(&s, "fwd+news@example.org").await.as_deref(),
+            Some("example.org")
+        );
+        assert_eq!(
+            forwarded(&s, "chain@example.org").await.as_deref(),
+            Some("example.org")
+        );
+        // The catch-all of example.net forwards.
+        assert_eq!(
+            forwarded(&s, "anyone@example.net").await.as_deref(),
+            Some("example.net")
+        );
+        assert_eq!(forwarded(&s, "team@example.org").await, None);
+        assert_eq!(forwarded(&s, "user1@example.org").await, None);
+        assert_eq!(forwarded(&s, "bob@example.org").await, None);
+        assert_eq!(forwarded(&s, "loop@example.org").await, None);
+        assert_eq!(forwarded(&s, "nobody@example.org").await, None);
+        assert_eq!(forwarded(&s, "x@foreign.example").await, None);
+        assert_eq!(forwarded(&s, "not an address").await, None);
+        // The first forwarding recipient decides the domain.
+        let both = s
+            .forwarding_domain(&["user1@example.org".into(), "x@example.net".into()])
+            .await
+            .unwrap();
+        assert_eq!(both.as_deref(), Some("example.net"));
+    }
+
+    #[tokio::test]
+    async fn a_domain_without_a_key_is_a_skip_naming_the_file() {
+        let (s, dir) = sealer_with(&[(Some("fwd"), "example.org", "a@foreign.example")]).await;
+        let plan = s.plan_forwarded(&["fwd@example.org".into()]).await.unwrap();
+        let want = dir.path().join("example.org.2020.key");
+        match plan {
+            Plan::Skip(Skip::NoKey(paths)) => assert_eq!(paths, vec![want]),
+            other => panic!("{other:?}"),
+        }
+        let plan = s
+            .plan_forwarded(&["user1@example.org".into()])
+            .await
+            .unwrap();
+        assert!(matches!(plan, Plan::Skip(Skip::NotForwarded)), "{plan:?}");
+    }
+
     #[test]
     fn ams_covers_dkim_signatures_but_no_arc_fields() {
         let mut d = postwerk_core::config::Config::parse("")
