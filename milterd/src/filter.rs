@@ -5,16 +5,17 @@
 //! [`crate::verify`] (incoming); the replies are chosen in
 //! [`crate::reply`].
 
+use crate::arc::{self, Plan, Sealer};
 use crate::reply;
 use crate::sign::{Field, Message, Outcome, SignError, Signer, Skip, push_crlf};
 use crate::spam::{self, Action, Scanner};
-use crate::verify::{self, Envelope, Verifier};
+use crate::verify::{self, ArcSeal, Envelope, SealRequest, Verifier};
 use bytes::Bytes;
 use indymilter::{
     Actions, Callbacks, Context, ContextActions, EomContext, MacroStage, NegotiateContext,
     ProtoOpts, SocketInfo, Status,
 };
-use postwerk_core::config::milterd::{DmarcRejectAction, MilterdConfig};
+use postwerk_core::config::milterd::{DmarcRejectAction, FailureAction, MilterdConfig};
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::net::IpAddr;
@@ -35,6 +36,8 @@ pub struct Shared {
     pub cfg: MilterdConfig,
     /// The DKIM signer.
     pub signer: Arc<Signer>,
+    /// The ARC sealer.
+    pub sealer: Arc<Sealer>,
     /// The verifier of incoming mail.
     pub verifier: Arc<Verifier>,
     /// The spam scanner of incoming mail.
@@ -502,7 +505,43 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
                 elapsed_ms = elapsed.as_millis() as u64,
                 "signed"
             );
-            Status::Accept
+            let shared = Arc::clone(&s.shared);
+            let plan = shared.sealer.plan_outgoing(&domain).await;
+            let req = match seal_request(plan, &shared.sealer, &qid) {
+                Ok(r) => r,
+                Err(action) => return reply::failure(action),
+            };
+            let (Some(req), Some(ip)) = (req, s.client_addr) else {
+                return Status::Accept;
+            };
+            // The message as it leaves: our signatures on top, in the
+            // order the inserts above leave them (the last one topmost).
+            let mut raw = Vec::new();
+            for value in values.iter().rev() {
+                raw.extend_from_slice(b"DKIM-Signature: ");
+                raw.extend_from_slice(value.as_bytes());
+                raw.extend_from_slice(b"\r\n");
+            }
+            raw.extend_from_slice(&raw_message(&tx.fields, s.has_leading_space, &tx.body));
+            match shared.verifier.seal_outgoing(&raw, ip, &req).await {
+                Ok(fields) => {
+                    if let Err(e) = insert_arc(&cx.actions, &fields, s.has_leading_space).await {
+                        error!(queue_id = %qid, error = %e, "cannot add the ARC set");
+                        return reply::failure(shared.cfg.arc.seal_error_action);
+                    }
+                    info!(queue_id = %qid, domain = %req.key.domain, selector = %req.key.selector, "sealed (ARC)");
+                    Status::Accept
+                }
+                Err(arc::SealError::NotSealable(why)) => {
+                    info!(queue_id = %qid, reason = %why, "outgoing; not sealed (ARC)");
+                    Status::Accept
+                }
+                Err(e) => {
+                    let action = shared.cfg.arc.seal_error_action;
+                    error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
+                    reply::failure(action)
+                }
+            }
         }
         Ok(Outcome::Unsigned(skip)) => {
             match &skip {
@@ -523,6 +562,60 @@ async fn eom(cx: &mut EomContext<State>) -> Status {
             reply::failure(action)
         }
     }
+}
+
+/// The seal request for `plan`, logging why there is none; `Err(answer)`
+/// when the domain has a key but the decision failed (database down,
+/// broken key file): `[milterd.arc].seal_error_action`.
+fn seal_request(
+    plan: Result<Plan, arc::SealError>,
+    sealer: &Sealer,
+    qid: &str,
+) -> Result<Option<SealRequest>, FailureAction> {
+    match plan {
+        Ok(Plan::Seal(key)) => Ok(Some(SealRequest {
+            key,
+            headers: sealer.headers(),
+        })),
+        Ok(Plan::Skip(arc::Skip::NoKey(paths))) => {
+            warn!(
+                queue_id = %qid,
+                keys = %paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+                "no ARC key file for the domain; not sealed"
+            );
+            Ok(None)
+        }
+        Ok(Plan::Skip(arc::Skip::NoRsaKey(domain))) => {
+            warn!(queue_id = %qid, domain = %domain, "no RSA key for the domain (ARC allows only rsa-sha256); not sealed");
+            Ok(None)
+        }
+        Ok(Plan::Skip(arc::Skip::Disabled | arc::Skip::NotForwarded)) => Ok(None),
+        Err(e) => {
+            let action = sealer.config().seal_error_action;
+            error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
+            Err(action)
+        }
+    }
+}
+
+/// Inserts an ARC set (fields top first) at the top of the message.
+async fn insert_arc(
+    actions: &indymilter::EomActions,
+    fields: &[(String, String)],
+    has_leading_space: bool,
+) -> Result<(), indymilter::ActionError> {
+    // Each goes to index 0, so the last inserted is topmost: insert the
+    // bottom one (ARC-Authentication-Results) first.
+    for (name, value) in fields.iter().rev() {
+        let value = value.replace("\r\n", "\n");
+        let value = if has_leading_space {
+            format!(" {value}")
+        } else {
+            value
+        };
+        actions.insert_header(0, name.as_str(), value).await?;
+    }
+    Ok(())
 }
 
 /// The whole message as received, CRLF line ends, for verification.
@@ -566,6 +659,17 @@ async fn incoming(
         .is_none()
         .then(|| raw_message(&tx.fields, has_leading_space, &tx.body));
     let mail_from = tx.mail_from.as_deref().unwrap_or("");
+    // ARC: a message that an alias of ours forwards off-site is sealed
+    // (the seal carries the results verified here).
+    let seal = if raw.is_some() && cfg.verify.enabled {
+        let plan = shared.sealer.plan_forwarded(&tx.rcpts).await;
+        match seal_request(plan, &shared.sealer, qid) {
+            Ok(r) => r,
+            Err(action) => return reply::failure(action),
+        }
+    } else {
+        None
+    };
     let verdict = match &raw {
         Some(raw) if cfg.verify.enabled => {
             let env = Envelope {
@@ -573,10 +677,21 @@ async fn incoming(
                 helo,
                 mail_from,
             };
-            Some(verifier.verify(raw, &env).await)
+            Some(verifier.verify_and_seal(raw, &env, seal.as_ref()).await)
         }
         _ => None,
     };
+    match verdict.as_ref().and_then(|v| v.arc_set.as_ref()) {
+        Some(ArcSeal::Failed(e)) => {
+            let action = cfg.arc.seal_error_action;
+            error!(queue_id = %qid, error = %e, action = action.as_str(), "ARC sealing failed");
+            return reply::failure(action);
+        }
+        Some(ArcSeal::NotSealable(why)) => {
+            info!(queue_id = %qid, reason = %why, "forwarded off-site; not sealed (ARC)");
+        }
+        Some(ArcSeal::Sealed(_)) | None => {}
+    }
     if let Some(v) = &verdict
         && v.is_dmarc_reject
         && verifier.dmarc_reject_action() == DmarcRejectAction::Reject
@@ -707,6 +822,23 @@ async fn incoming(
         if let Err(e) = cx.actions.insert_header(0, verify::FIELD, value).await {
             error!(queue_id = %qid, error = %e, "cannot add Authentication-Results");
             return reply::failure(error_action);
+        }
+        // The ARC set goes above it (RFC 8617 §4.2: a new set is
+        // prepended).
+        if let Some(ArcSeal::Sealed(fields)) = &v.arc_set {
+            if let Err(e) = insert_arc(&cx.actions, fields, has_leading_space).await {
+                error!(queue_id = %qid, error = %e, "cannot add the ARC set");
+                return reply::failure(cfg.arc.seal_error_action);
+            }
+            if let Some(req) = &seal {
+                info!(
+                    queue_id = %qid,
+                    domain = %req.key.domain,
+                    selector = %req.key.selector,
+                    chain = v.arc,
+                    "forwarded off-site; sealed (ARC)"
+                );
+            }
         }
     }
     if let Some(s) = acting {

@@ -1,6 +1,7 @@
-//! postwerk-milterd — the milter Postfix talks to: DKIM-signs outgoing
-//! mail of the guide's vmail domains, verifies incoming mail (SPF, DKIM,
-//! DMARC) and scores it for spam (the guide's Rspamd).
+//! postwerk-milterd — the milter Postfix talks to: DKIM-signs and
+//! ARC-seals outgoing mail of the guide's vmail domains, verifies incoming
+//! mail (SPF, DKIM, ARC, DMARC), ARC-seals what an alias forwards off-site
+//! and scores incoming mail for spam (the guide's Rspamd).
 //!
 //! # What it does
 //! Replaces the signing half of the guide's Rspamd milter. For each
@@ -17,7 +18,9 @@
 //!
 //! Incoming mail is verified with mail-auth: SPF for the HELO name and the
 //! envelope sender (client address from the connect packet or
-//! `{client_addr}`), every DKIM signature, DMARC policy and alignment. One
+//! `{client_addr}`), every DKIM signature, the ARC chain (RFC 8617;
+//! `arc=pass`, `fail`, `none` or `temperror`), DMARC policy and alignment.
+//! One
 //! `Authentication-Results:` with our authserv-id (`[milterd.verify]
 //! .authserv_id`, default the host name) is inserted at the top; incoming
 //! `Authentication-Results:` fields that claim our authserv-id are forged
@@ -29,6 +32,31 @@
 //! /etc/resolv.conf); a query times out after `dns_timeout`, the whole
 //! verification after `[milterd.verify].timeout`; a timeout or SERVFAIL is
 //! a `temperror` result, the message is never held up beyond that.
+//!
+//! # ARC sealing
+//! As the guide's Rspamd `arc.conf` (same key path and selector as
+//! `dkim_signing.conf`), milterd adds an ARC set (`ARC-Seal`,
+//! `ARC-Message-Signature`, `ARC-Authentication-Results`, RFC 8617) at the
+//! top of:
+//! - incoming mail for one of our aliases that forwards to a domain that
+//!   is not ours (`[milterd.arc].seal_forwarded`). milterd sees the
+//!   recipients before Postfix's virtual alias expansion, so it resolves
+//!   them in the alias table as policyd does (an account hides its
+//!   aliases, a named alias beats the catch-all, `user+tag@` falls back to
+//!   `user@`, aliases of our domains are followed). `d=` is the alias's
+//!   domain; the `ARC-Authentication-Results` are our verification
+//!   results; `cv=` follows the chain the message arrived with (`none`
+//!   for the first set, `pass` or `fail`); a chain that has already
+//!   failed is not extended, and one that could not be checked (DNS
+//!   timeout or SERVFAIL: `arc=temperror`) passes unsealed rather than
+//!   being ended with `cv=fail` over a passing outage;
+//! - outgoing signed mail (`seal_outgoing`), `d=` the `From:` domain.
+//!
+//! The key is `[milterd.arc].selector` at `[milterd.arc].path`, by default
+//! the first RSA key of the DKIM selectors (ARC allows only rsa-sha256). A
+//! domain without such a key passes unsealed and the log names the files;
+//! a key that exists but cannot be used, or a failed alias lookup, answers
+//! `seal_error_action` (default tempfail).
 //!
 //! # Spam scoring
 //! Incoming mail (not from `[milterd.spam].local_networks`) is scored by
@@ -124,7 +152,9 @@
 //! tempfail: a domain with a key never silently leaves unsigned).
 //! `dns_servers`, `dns_timeout` (default 5s); `[milterd.verify]`:
 //! `enabled`, `authserv_id`, `dmarc_reject_action` (reject / header /
-//! mark), `timeout` (default 30s). `[milterd.spam]`: `enabled`, `shadow`,
+//! mark), `timeout` (default 30s); `[milterd.arc]`: `seal_forwarded`,
+//! `seal_outgoing` (both default true), `selector`, `path` (default: the
+//! DKIM ones), `seal_error_action` (default tempfail). `[milterd.spam]`: `enabled`, `shadow`,
 //! `redis_url`, `redis_prefix`, `timeout`, `dnsbl_timeout`,
 //! `dnsbl_cache_ttl`, `local_networks`; `[milterd.spam.actions]`: `reject`,
 //! `add_header`, `greylist` (a score or false); `[milterd.spam.symbols]`:
@@ -141,7 +171,13 @@
 //! `contrib/milterd/spam.toml`.
 //!
 //! # Limitations
-//! No ARC verification or sealing yet. Outgoing (authenticated) mail is
+//! ARC: Rspamd's arc module (`sign_inbound`) seals all incoming mail for
+//! our domains; milterd seals only what leaves again through an alias,
+//! since a seal on mail that stays is read by nobody. The
+//! `ARC-Authentication-Results` of outgoing mail carry only `arc=` (Rspamd
+//! writes its `auth=` result; mail-auth has no builder for it). A sealed
+//! message is parsed twice (verification, then sealing on the blocking
+//! pool). Outgoing (authenticated) mail is
 //! not spam-scored. Per-user Bayes statistics (`per_user`) need Redis
 //! and use the first envelope recipient of a message; the in-process Bayes store (no `redis_url`) keeps its
 //! counts across restarts only with `[milterd.spam.bayes].file`, and
@@ -157,8 +193,9 @@
 //!
 //! # See also
 //! postwerk(8), postwerk-policyd(8), Postfix MILTER_README, RFC 6376, RFC 8463,
-//! RFC 7208, RFC 7489, RFC 8601.
+//! RFC 7208, RFC 7489, RFC 8601, RFC 8617.
 
+pub mod arc;
 pub mod controller;
 pub mod filter;
 pub mod keys;
@@ -223,9 +260,15 @@ pub enum SharedError {
 pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let m = &cfg.milterd;
+    let signer = Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism));
     Ok(Arc::new(Shared {
         cfg: m.clone(),
-        signer: Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism)),
+        sealer: Arc::new(arc::Sealer::new(
+            m.arc.clone(),
+            Arc::clone(&signer),
+            cfg.mail.recipient_delimiter.clone(),
+        )),
+        signer,
         verifier: Arc::new(Verifier::new(m)?),
         scanner: Arc::new(spam::Scanner::new(&m.spam, &m.dns_servers)?),
     }))

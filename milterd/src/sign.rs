@@ -328,9 +328,15 @@ impl Signer {
         Ok((keys, values, missing))
     }
 
+    /// The database (the `domains` table; ARC's alias lookups).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The key at `path`, from the cache unless the file changed (so a
-    /// replaced key is picked up without a restart).
-    fn key(&self, path: &PathBuf) -> Result<Arc<Key>, KeyError> {
+    /// replaced key is picked up without a restart). Reads the file: call
+    /// it on the blocking pool.
+    pub fn key(&self, path: &PathBuf) -> Result<Arc<Key>, KeyError> {
         use std::os::unix::fs::MetadataExt;
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,

@@ -1,20 +1,23 @@
 //! LOGIC: verification of incoming mail with mail-auth: SPF for the HELO
 //! and MAIL FROM identities (RFC 7208), every DKIM signature (RFC 6376),
-//! DMARC policy and alignment (RFC 7489); the one
+//! the ARC chain (RFC 8617), DMARC policy and alignment (RFC 7489); the
+//! ARC set of a message that is sealed (the seal needs the verified chain
+//! and results, see [`crate::arc`]); the one
 //! `Authentication-Results:` value we add (RFC 8601) and which existing
 //! `Authentication-Results:` fields are forged (they claim our
 //! authserv-id). Knows nothing about milter packets; DNS goes through the
 //! resolver configured in `[milterd]`, every step under a deadline, and a
 //! DNS timeout or SERVFAIL is a `temperror` result, never an error.
 
+use crate::arc::{self, SealError, SealKey};
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
-    AuthenticatedMessage, AuthenticationResults, DkimOutput, DmarcOutput, DmarcResult,
-    MessageAuthenticator, SpfOutput, SpfResult,
+    ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcOutput,
+    DmarcResult, MessageAuthenticator, SpfOutput, SpfResult,
 };
 use postwerk_core::config::milterd::{DmarcRejectAction, MilterdConfig, VerifyConfig};
 use std::net::IpAddr;
@@ -62,6 +65,32 @@ pub struct Verdict {
     pub dkim: Vec<&'static str>,
     /// The From: domain's DMARC policy (`reject`, `quarantine`, `none`).
     pub dmarc_policy: Option<&'static str>,
+    /// The ARC chain result (`pass`, `fail`, `none`, ...).
+    pub arc: &'static str,
+    /// What became of the ARC seal, when one was asked for.
+    pub arc_set: Option<ArcSeal>,
+}
+
+/// The outcome of sealing one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArcSeal {
+    /// The ARC set, fields top first.
+    Sealed(Vec<(String, String)>),
+    /// The message cannot carry our seal, and passes without: its chain
+    /// already failed (RFC 8617 §5.1.2: a chain with `cv=fail` is not
+    /// extended), or it has no field to sign or cannot be parsed.
+    NotSealable(String),
+    /// Sealing failed (the key or the crypto library refused).
+    Failed(String),
+}
+
+/// What [`Verifier::verify`] needs to seal the message as well.
+#[derive(Debug, Clone)]
+pub struct SealRequest {
+    /// The key and identity.
+    pub key: SealKey,
+    /// The fields the `ARC-Message-Signature` covers.
+    pub headers: Vec<String>,
 }
 
 impl Verdict {
@@ -102,8 +131,29 @@ fn dkim_word(r: &mail_auth::DkimResult) -> &'static str {
 /// Verifies incoming mail: the resolver and the settings.
 pub struct Verifier {
     auth: MessageAuthenticator,
-    authserv_id: String,
+    /// Interned (see [`interned`]): the ARC-Authentication-Results a seal
+    /// carries to the blocking pool borrow it.
+    authserv_id: &'static str,
     cfg: VerifyConfig,
+    /// Bounds the seals computed at once (`[milterd].sign_parallelism`).
+    seal_permits: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// `s` as a `&'static str`, leaked once per distinct value (authserv-ids:
+/// one per config, a reload with the same id costs nothing).
+fn interned(s: &str) -> &'static str {
+    static IDS: std::sync::OnceLock<std::sync::Mutex<Vec<&'static str>>> =
+        std::sync::OnceLock::new();
+    let mut ids = IDS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = ids.iter().find(|id| **id == s) {
+        return id;
+    }
+    let id: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    ids.push(id);
+    id
 }
 
 impl std::fmt::Debug for Verifier {
@@ -162,18 +212,22 @@ impl Verifier {
         let auth = resolver(&cfg.dns_servers, cfg.dns_timeout)?;
         Ok(Verifier {
             auth,
-            authserv_id: cfg
-                .verify
-                .authserv_id
-                .clone()
-                .unwrap_or_else(default_authserv_id),
+            authserv_id: interned(
+                &cfg.verify
+                    .authserv_id
+                    .clone()
+                    .unwrap_or_else(default_authserv_id),
+            ),
             cfg: cfg.verify.clone(),
+            seal_permits: std::sync::Arc::new(tokio::sync::Semaphore::new(
+                cfg.sign_parallelism.max(1),
+            )),
         })
     }
 
     /// The authserv-id we write and police.
     pub fn authserv_id(&self) -> &str {
-        &self.authserv_id
+        self.authserv_id
     }
 
     /// What to do with a DMARC `p=reject` failure.
@@ -181,11 +235,83 @@ impl Verifier {
         self.cfg.dmarc_reject_action
     }
 
+    /// The ARC chain of `message`, within `deadline` (`temperror` after).
+    async fn arc_chain<'x>(
+        &self,
+        message: &'x AuthenticatedMessage<'x>,
+        deadline: Instant,
+    ) -> ArcOutput<'x> {
+        match within(deadline, self.auth.verify_arc(message)).await {
+            Some(out) => out,
+            // Sealing after a timeout says cv=fail; the result is kept
+            // as temperror in our Authentication-Results.
+            None => arc::chain(message, DkimResult::TempError(timed_out())),
+        }
+    }
+
+    /// Seals outgoing `raw` (CRLF, with our DKIM-Signature fields on
+    /// top) sent from `client_ip`. The `ARC-Authentication-Results` says
+    /// what we checked: the chain the message arrived with (`arc=none`
+    /// for a message written by our user).
+    pub async fn seal_outgoing(
+        &self,
+        raw: &[u8],
+        client_ip: std::net::IpAddr,
+        req: &SealRequest,
+    ) -> Result<Vec<(String, String)>, SealError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let message = AuthenticatedMessage::parse(raw)
+            .ok_or_else(|| SealError::NotSealable("the message cannot be parsed".to_owned()))?;
+        let chain = self.arc_chain(&message, deadline).await;
+        let results = AuthenticationResults::new(self.authserv_id)
+            .with_arc_result(&arc_result(&chain), client_ip);
+        let result = chain.result().clone();
+        self.seal_blocking(raw.to_vec(), results, result, req.clone())
+            .await
+    }
+
+    /// Seals `raw` on the blocking pool (two RSA signatures and a body
+    /// hash), at most `sign_parallelism` at once. `result` is the verified
+    /// chain's result; the chain itself is read again from `raw`.
+    async fn seal_blocking(
+        &self,
+        raw: Vec<u8>,
+        results: AuthenticationResults<'static>,
+        result: DkimResult,
+        req: SealRequest,
+    ) -> Result<Vec<(String, String)>, SealError> {
+        let _permit = self
+            .seal_permits
+            .acquire()
+            .await
+            .map_err(|e| SealError::Task(e.to_string()))?;
+        tokio::task::spawn_blocking(move || {
+            let message = AuthenticatedMessage::parse(&raw)
+                .ok_or_else(|| SealError::NotSealable("the message cannot be parsed".to_owned()))?;
+            let chain = arc::chain(&message, result);
+            arc::seal(&message, &results, &chain, &req.key, &req.headers)
+        })
+        .await
+        .map_err(|e| SealError::Task(e.to_string()))?
+    }
+
     /// Verifies `raw` (the whole message, CRLF line ends) sent by `env`.
     /// Never fails: what cannot be checked in time is `temperror`.
     pub async fn verify(&self, raw: &[u8], env: &Envelope<'_>) -> Verdict {
+        self.verify_and_seal(raw, env, None).await
+    }
+
+    /// [`Verifier::verify`], and with `seal` also the ARC set for the
+    /// message, whose `ARC-Authentication-Results` are these results and
+    /// whose `cv=` is the chain's result.
+    pub async fn verify_and_seal(
+        &self,
+        raw: &[u8],
+        env: &Envelope<'_>,
+        seal: Option<&SealRequest>,
+    ) -> Verdict {
         let deadline = Instant::now() + self.cfg.timeout;
-        let host = self.authserv_id.as_str();
+        let host = self.authserv_id;
         let helo = env.helo.trim();
         let mail_from = env.mail_from.trim();
         // With a null sender the MAIL FROM identity is postmaster@HELO
@@ -233,6 +359,9 @@ impl Verifier {
                 spf,
                 dkim: Vec::new(),
                 dmarc_policy: None,
+                arc: "none",
+                arc_set: seal
+                    .map(|_| ArcSeal::NotSealable("the message cannot be parsed".to_owned())),
             };
         };
         let from_domain = message
@@ -246,6 +375,9 @@ impl Verifier {
         let dkim = within(deadline, self.auth.verify_dkim(&message))
             .await
             .unwrap_or_else(|| vec![DkimOutput::temp_err(timed_out())]);
+        // ARC (RFC 8617 §5.2): the chain as it arrived.
+        let chain = self.arc_chain(&message, deadline).await;
+        let arc_word = dkim_word(arc_result(&chain).result());
 
         // DMARC (RFC 7489 §6.6): aligned SPF or aligned DKIM.
         let mut is_dmarc_reject = false;
@@ -282,6 +414,33 @@ impl Verifier {
         };
         r.dkim = Some(dkim);
         r.dmarc = dmarc;
+        r.arc = Some(chain);
+        let arc_set = match (seal, &r.arc) {
+            (Some(_), Some(chain)) if !chain.can_be_sealed() => Some(ArcSeal::NotSealable(
+                "the chain it arrived with has already failed (cv=fail)".to_owned(),
+            )),
+            // A chain we could not check (DNS timeout or SERVFAIL) is not
+            // sealed with cv=fail, which would end it for good over a
+            // passing outage: the message goes on unsealed, arc=temperror.
+            (Some(_), Some(chain)) if matches!(chain.result(), DkimResult::TempError(_)) => Some(
+                ArcSeal::NotSealable("the chain could not be verified now (DNS)".to_owned()),
+            ),
+            (Some(req), Some(chain)) => {
+                let results = aar(self.authserv_id, &r);
+                let result = chain.result().clone();
+                Some(
+                    match self
+                        .seal_blocking(raw.to_vec(), results, result, req.clone())
+                        .await
+                    {
+                        Ok(fields) => ArcSeal::Sealed(fields),
+                        Err(SealError::NotSealable(why)) => ArcSeal::NotSealable(why),
+                        Err(e) => ArcSeal::Failed(e.to_string()),
+                    },
+                )
+            }
+            (Some(_), None) | (None, _) => None,
+        };
         Verdict {
             header: format(host, &r),
             from_domain,
@@ -290,8 +449,22 @@ impl Verifier {
             spf,
             dkim: dkim_words,
             dmarc_policy,
+            arc: arc_word,
+            arc_set,
         }
     }
+}
+
+/// The chain result as RFC 8617 §2.2 words it: `pass`, `fail` or `none`
+/// (plus `temperror` for a DNS failure, RFC 8601 §2.7). mail-auth says
+/// `neutral` for a body hash mismatch and `permerror` for a broken
+/// header; for ARC both are `fail`.
+fn arc_result(chain: &ArcOutput<'_>) -> ArcOutput<'static> {
+    let result = match chain.result() {
+        DkimResult::Neutral(e) | DkimResult::PermError(e) => DkimResult::Fail(e.clone()),
+        other => other.clone(),
+    };
+    ArcOutput::default().with_result(result)
 }
 
 /// The error we record when the deadline passed.
@@ -410,6 +583,35 @@ pub struct Results<'x> {
     pub dkim: Option<Vec<DkimOutput<'x>>>,
     /// DMARC, if the message has a From: domain.
     pub dmarc: Option<DmarcOutput>,
+    /// The ARC chain, if the message could be parsed.
+    pub arc: Option<ArcOutput<'x>>,
+}
+
+/// The `ARC-Authentication-Results` of a seal: what [`format`] writes,
+/// as one mail-auth builder (RFC 8617 §4.1.1: a copy of our
+/// `Authentication-Results`).
+pub fn aar<'a>(authserv_id: &'a str, r: &Results<'_>) -> AuthenticationResults<'a> {
+    let mut ar = AuthenticationResults::new(authserv_id);
+    if let Some(ip) = r.client_ip {
+        if let Some(out) = &r.spf_helo {
+            ar = ar.with_spf_ehlo_result(out, ip, &r.helo);
+        }
+        if let Some(out) = &r.spf_mail_from {
+            ar = ar.with_spf_mailfrom_result(out, ip, &r.mail_from, &r.helo);
+        }
+    }
+    if let Some(d) = &r.dkim {
+        ar = ar.with_dkim_results(d, "");
+    }
+    if let (Some(a), Some(ip)) = (&r.arc, r.client_ip) {
+        ar = ar.with_arc_result(&arc_result(a), ip);
+    }
+    if let Some(d) = &r.dmarc
+        && !d.domain().is_empty()
+    {
+        ar = ar.with_dmarc_result(d);
+    }
+    ar
 }
 
 /// The `Authentication-Results:` value for `r` (RFC 8601 §2.2): our
@@ -447,6 +649,17 @@ pub fn format(authserv_id: &str, r: &Results<'_>) -> String {
             authserv_id,
             AuthenticationResults::new(authserv_id).with_dkim_results(d, ""),
         )),
+    }
+    match (&r.arc, r.client_ip) {
+        (None, _) => {}
+        (Some(a), Some(ip)) => clauses.push_str(&tail(
+            authserv_id,
+            AuthenticationResults::new(authserv_id).with_arc_result(&arc_result(a), ip),
+        )),
+        (Some(a), None) => {
+            clauses.push_str(";\r\n\tarc=");
+            clauses.push_str(dkim_word(arc_result(a).result()));
+        }
     }
     if let Some(d) = &r.dmarc
         && !d.domain().is_empty()
@@ -519,6 +732,7 @@ mod tests {
                     .with_spf_result(DmarcResult::Pass)
                     .with_dkim_result(DmarcResult::None),
             ),
+            arc: Some(ArcOutput::default()),
         };
         let h = format("mail.example.org", &r);
         let lines: Vec<&str> = h.split("\r\n\t").collect();
@@ -532,14 +746,15 @@ mod tests {
         );
         assert_eq!(lines[3], "dkim=pass;", "{h}");
         assert!(lines[4].starts_with("dkim=fail"), "{h}");
+        assert_eq!(lines[5], "arc=none smtp.remote-ip=192.0.2.10;", "{h}");
         assert!(
-            lines[5].starts_with("dmarc=pass header.from=sender.test"),
+            lines[6].starts_with("dmarc=pass header.from=sender.test"),
             "{h}"
         );
-        assert_eq!(lines.len(), 6, "{h}");
+        assert_eq!(lines.len(), 7, "{h}");
         assert_eq!(
             summary(&h),
-            "spf=none spf=pass dkim=pass dkim=fail dmarc=pass"
+            "spf=none spf=pass dkim=pass dkim=fail arc=none dmarc=pass"
         );
     }
 

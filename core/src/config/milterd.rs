@@ -256,6 +256,17 @@ pub struct RawDkim {
     pub sign_error_action: Option<String>,
 }
 
+/// Raw `[milterd.arc]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArc {
+    pub seal_forwarded: Option<bool>,
+    pub seal_outgoing: Option<bool>,
+    pub selector: Option<String>,
+    pub path: Option<String>,
+    pub seal_error_action: Option<String>,
+}
+
 /// Raw `[milterd.verify]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,6 +292,7 @@ daemon_raw! {
         pub dns_timeout: Option<String>,
         pub dkim: Option<RawDkim>,
         pub verify: Option<RawVerify>,
+        pub arc: Option<RawArc>,
         pub spam: Option<spam::RawSpam>,
     }
 }
@@ -326,6 +338,34 @@ pub struct VerifyConfig {
     pub timeout: Duration,
 }
 
+/// Validated `[milterd.arc]`: ARC sealing (RFC 8617), as the guide's
+/// Rspamd `arc.conf` does it (same key path and selector as
+/// `dkim_signing.conf`). Verification of incoming chains is part of
+/// `[milterd.verify]` and always on with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArcConfig {
+    /// `seal_forwarded`: seal incoming mail that an alias of ours forwards
+    /// to a domain that is not ours (default true), with `d=` the alias's
+    /// domain, so the next hop can trust our `Authentication-Results`.
+    pub seal_forwarded: bool,
+    /// `seal_outgoing`: seal outgoing (signed) mail too, with `d=` the
+    /// `From:` domain (default true: Rspamd's arc module signs
+    /// authenticated mail with the guide's `arc.conf`).
+    pub seal_outgoing: bool,
+    /// `selector`: the selector of the sealing key; `None`: the first
+    /// `[milterd.dkim]` selector whose key is RSA (RFC 8617 §7 allows only
+    /// rsa-sha256).
+    pub selector: Option<String>,
+    /// `path`: the key file pattern with `$domain` and `$selector`;
+    /// default `[milterd.dkim].path`.
+    pub path: Option<String>,
+    /// `seal_error_action`: the answer when a domain has a sealing key but
+    /// sealing fails (default tempfail, as `sign_error_action`). A missing
+    /// key is not an error: the message passes unsealed and the log names
+    /// the file.
+    pub seal_error_action: FailureAction,
+}
+
 /// Validated `[milterd]`.
 #[derive(Debug, Clone)]
 pub struct MilterdConfig {
@@ -360,6 +400,8 @@ pub struct MilterdConfig {
     pub dkim: DkimConfig,
     /// `[milterd.verify]`.
     pub verify: VerifyConfig,
+    /// `[milterd.arc]`.
+    pub arc: ArcConfig,
     /// `[milterd.spam]`.
     pub spam: spam::SpamConfig,
 }
@@ -406,6 +448,17 @@ fn is_field_name(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (33..=126).contains(&b) && b != b':')
 }
 
+/// A selector is a DNS label sequence (RFC 6376 §3.1).
+fn is_selector(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 fn check_dkim(raw: &RawDkim, errors: &mut Vec<ConfigError>) -> DkimConfig {
     let selectors = match &raw.selector {
         None => vec![DEFAULT_SELECTOR.to_owned()],
@@ -419,15 +472,7 @@ fn check_dkim(raw: &RawDkim, errors: &mut Vec<ConfigError>) -> DkimConfig {
         ));
     }
     for s in &selectors {
-        // A selector is a DNS label sequence (RFC 6376 §3.1).
-        let is_ok = !s.is_empty()
-            && s.len() <= 63
-            && s.split('.').all(|l| {
-                !l.is_empty()
-                    && l.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !is_ok {
+        if !is_selector(s) {
             errors.push(ConfigError::new(
                 "[milterd.dkim].selector",
                 format!("`{s}` is not a selector; use letters, digits and `-`, e.g. \"2020\""),
@@ -532,6 +577,37 @@ fn check_verify(raw: &RawVerify, errors: &mut Vec<ConfigError>) -> VerifyConfig 
             "[milterd.verify].timeout",
             raw.timeout.as_deref(),
             DEFAULT_VERIFY_TIMEOUT,
+            errors,
+        ),
+    }
+}
+
+fn check_arc(raw: &RawArc, errors: &mut Vec<ConfigError>) -> ArcConfig {
+    if let Some(s) = &raw.selector
+        && !is_selector(s)
+    {
+        errors.push(ConfigError::new(
+            "[milterd.arc].selector",
+            format!("`{s}` is not a selector; use letters, digits and `-`, e.g. \"2020\""),
+        ));
+    }
+    if let Some(p) = &raw.path
+        && !p.starts_with('/')
+    {
+        errors.push(ConfigError::new(
+            "[milterd.arc].path",
+            format!("`{p}` must be an absolute path such as \"{DEFAULT_KEY_PATH}\""),
+        ));
+    }
+    ArcConfig {
+        seal_forwarded: raw.seal_forwarded.unwrap_or(true),
+        seal_outgoing: raw.seal_outgoing.unwrap_or(true),
+        selector: raw.selector.clone(),
+        path: raw.path.clone(),
+        seal_error_action: action(
+            "[milterd.arc].seal_error_action",
+            raw.seal_error_action.as_deref(),
+            FailureAction::Tempfail,
             errors,
         ),
     }
@@ -649,6 +725,7 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
         ),
         dkim: check_dkim(raw.dkim.as_ref().unwrap_or(&RawDkim::default()), errors),
         verify: check_verify(raw.verify.as_ref().unwrap_or(&RawVerify::default()), errors),
+        arc: check_arc(raw.arc.as_ref().unwrap_or(&RawArc::default()), errors),
         spam: spam::check(
             raw.spam.as_ref().unwrap_or(&spam::RawSpam::default()),
             errors,
@@ -660,6 +737,7 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
 pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
     let d = &m.dkim;
     let v = &m.verify;
+    let a = &m.arc;
     let dns = if m.dns_servers.is_empty() {
         "(/etc/resolv.conf)".to_owned()
     } else {
@@ -744,6 +822,30 @@ pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
             "[milterd].verify.timeout".to_owned(),
             super::units::format_duration(v.timeout),
         ),
+        (
+            "[milterd].arc.seal_forwarded".to_owned(),
+            a.seal_forwarded.to_string(),
+        ),
+        (
+            "[milterd].arc.seal_outgoing".to_owned(),
+            a.seal_outgoing.to_string(),
+        ),
+        (
+            "[milterd].arc.selector".to_owned(),
+            a.selector
+                .clone()
+                .unwrap_or_else(|| "(the first RSA key of [milterd.dkim].selector)".to_owned()),
+        ),
+        (
+            "[milterd].arc.path".to_owned(),
+            a.path
+                .clone()
+                .unwrap_or_else(|| format!("(as [milterd.dkim].path: {})", d.path)),
+        ),
+        (
+            "[milterd].arc.seal_error_action".to_owned(),
+            a.seal_error_action.as_str().to_owned(),
+        ),
     ];
     rows.extend(spam::describe(&m.spam));
     rows.extend(super::daemon::describe_service("milterd", &m.service));
@@ -775,6 +877,11 @@ mod tests {
         assert_eq!(c.verify.dmarc_reject_action, DmarcRejectAction::Reject);
         assert!(c.dns_servers.is_empty());
         assert_eq!(c.dns_timeout, DEFAULT_DNS_TIMEOUT);
+        // The guide's arc.conf: the DKIM key and selector, outgoing sealed.
+        assert!(c.arc.seal_forwarded && c.arc.seal_outgoing);
+        assert_eq!(c.arc.selector, None);
+        assert_eq!(c.arc.path, None);
+        assert_eq!(c.arc.seal_error_action, FailureAction::Tempfail);
     }
 
     #[test]
@@ -841,6 +948,12 @@ mod tests {
                 "[milterd.dkim].sign_error_action",
             ),
             ("dns_servers = [\"dns.example\"]", "[milterd].dns_servers"),
+            ("[arc]\nselector = \"a b\"", "[milterd.arc].selector"),
+            ("[arc]\npath = \"arc.key\"", "[milterd.arc].path"),
+            (
+                "[arc]\nseal_error_action = \"drop\"",
+                "[milterd.arc].seal_error_action",
+            ),
             ("dns_timeout = \"0s\"", "[milterd].dns_timeout"),
             (
                 "[verify]\ndmarc_reject_action = \"drop\"",
