@@ -78,8 +78,12 @@ fn the_guides_rspamd_settings_become_a_valid_postwerk_config() {
     let tables = String::from_utf8(out.stdout).unwrap();
     let notes = String::from_utf8(out.stderr).unwrap();
     assert!(
-        notes.contains("arc.conf"),
-        "ARC is reported as not carried over: {notes}"
+        !notes.contains("arc.conf"),
+        "the guide's arc.conf is carried over completely: {notes}"
+    );
+    assert!(
+        tables.contains("[milterd.arc]\nseal_forwarded = true\nseal_outgoing = true\nselector = \"2020\"\npath = "),
+        "ARC sealing with the guide's selector and path: {tables}"
     );
 
     let config = tmp.path().join("postwerk.toml");

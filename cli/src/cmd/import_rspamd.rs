@@ -358,11 +358,36 @@ pub fn convert(dir: &Path) -> anyhow::Result<Imported> {
             }
         }
     }
-    if read_conf(dir, "arc.conf")?.is_some() {
-        out.skipped.push(
-            "arc.conf: ARC sealing (milterd does not seal yet; forwarded mail is DKIM-signed only)"
-                .into(),
+    // ARC sealing: Rspamd's arc module has the dkim_signing settings; milterd
+    // seals forwarded and outgoing mail with one RSA key (ARC allows one).
+    if let Some(a) = read_conf(dir, "arc.conf")? {
+        let _ = writeln!(
+            t,
+            "\n[milterd.arc]\nseal_forwarded = true\nseal_outgoing = true"
         );
+        if let Some(sel) = a.get("selector") {
+            let s = sel.strings();
+            if let Some(first) = s.first() {
+                let _ = writeln!(t, "selector = {}", q(first));
+            }
+            if s.len() > 1 {
+                out.skipped.push(format!(
+                    "arc.conf: selectors after `{}` (an ARC set has one signature; milterd seals with the first)",
+                    s[0]
+                ));
+            }
+        }
+        if let Some(p) = a.get("path").and_then(Ucl::as_str) {
+            let _ = writeln!(t, "path = {}", q(&expand(&p)));
+        }
+        for (k, _) in object_items(&a) {
+            // allow_username_mismatch: milterd seals for any of our
+            // domains' senders, as [milterd.dkim] signs them.
+            if !["selector", "path", "allow_username_mismatch"].contains(&k.as_str()) {
+                out.skipped
+                    .push(format!("arc.conf: `{k}` (milterd has no such setting)"));
+            }
+        }
     }
 
     // Spam scoring.
