@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use postwerk_tests::cli::Postwerk;
 use postwerk_tests::daemon::{Daemon, Ready};
+use postwerk_tests::dkim::{dkimpy_verify, published_records};
 use postwerk_tests::exec::{require, run};
 use postwerk_tests::guide::Stack;
 use postwerk_tests::net::free_port;
@@ -32,24 +33,6 @@ const ALIAS: &str = "alias@example.org";
 /// An account of a domain that has no DKIM key.
 const KEYLESS: &str = "info@example.net";
 
-/// dkimpy verifies every DKIM-Signature of the message in argv[1] with the
-/// DNS answers of the JSON object in argv[2] (name → TXT value) and prints
-/// one line per signature: `<index> <d=> <s=> <a=> pass|fail`.
-const VERIFY_PY: &str = r#"
-import dkim, json, re, sys
-msg = open(sys.argv[1], 'rb').read()
-records = json.load(open(sys.argv[2]))
-def dnsfunc(name, timeout=5):
-    n = name.decode() if isinstance(name, bytes) else name
-    v = records.get(n.rstrip('.') + '.')
-    return v.encode() if v is not None else None
-head = msg.split(b'\r\n\r\n', 1)[0]
-count = len(re.findall(rb'(?im)^dkim-signature:', head))
-for i in range(count):
-    d = dkim.DKIM(msg)
-    ok = d.verify(idx=i, dnsfunc=dnsfunc)
-    print(i, d.domain.decode(), d.selector.decode(), d.signature_fields.get(b'a', b'').decode(), 'pass' if ok else 'fail')
-"#;
 
 fn provision(db: &dyn Database, pw: &Postwerk) {
     let stdin = format!("{PASSWORD}\n");
@@ -66,24 +49,6 @@ fn provision(db: &dyn Database, pw: &Postwerk) {
     db.grant_readers();
 }
 
-/// Verifies every signature of `message` with dkimpy; returns the lines.
-fn dkimpy_verify(dir: &TestDir, message: &str, records: &BTreeMap<String, String>) -> Vec<String> {
-    // IMAP gives the stored message; make sure its lines end in CRLF, as
-    // on the wire.
-    let crlf = message.replace("\r\n", "\n").replace('\n', "\r\n");
-    let msg_path = dir.write("verify/message.eml", crlf, 0o644);
-    let dns_path = dir.write(
-        "verify/dns.json",
-        serde_json::to_string(records).unwrap(),
-        0o644,
-    );
-    // Debian's python3 has the dkim module; another python3 first on PATH
-    // may not.
-    let mut cmd = Command::new(require("/usr/bin/python3"));
-    cmd.args(["-c", VERIFY_PY]).arg(&msg_path).arg(&dns_path);
-    let out = run(&mut cmd, None, Duration::from_secs(60)).assert_success();
-    out.stdout.lines().map(str::to_owned).collect()
-}
 
 fn header_count(message: &str, name: &str) -> usize {
     header_values(message, name).len()
@@ -169,20 +134,8 @@ fn submitted_mail_is_dkim_signed_with_rsa_and_ed25519_and_verifies() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.mode() & 0o777, 0o440, "{}", path.display());
     }
-    let shown: serde_json::Value =
-        serde_json::from_str(&pw.run(&["--json", "dkim", "show", "example.org"], None)).unwrap();
-    let mut records = BTreeMap::new();
-    for r in shown.as_array().unwrap() {
-        let strings: Vec<&str> = r["txt_strings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap())
-            .collect();
-        assert!(strings.iter().all(|s| s.len() <= 255));
-        records.insert(r["name"].as_str().unwrap().to_owned(), strings.concat());
-    }
-    assert_eq!(records.len(), 2, "{shown}");
+    let records = published_records(&pw, "example.org");
+    assert_eq!(records.len(), 2, "{records:?}");
 
     let mut milterd = Daemon::start(&dir, "postwerk-milterd", &config, &[Ready::Tcp(port)]);
     let mut pf = postfix::Config::guide(Maps::sql(&dir, &db));
