@@ -41,7 +41,7 @@ const USERS: usize = 16;
 fn main() {
     let s = Settings::from_env();
     let fixture = Fixture::at(s.scale);
-    let cell = Duration::from_millis(s.pick(2_000, 700));
+    let cell = Duration::from_millis(s.pick(2_000, 500));
     let dir = TestDir::new("bench-authd");
     let db = MariaDb::fresh();
     Postwerk::new(&db.url()).run(&["db", "init"], None);

@@ -46,7 +46,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn main() {
     let s = Settings::from_env();
-    let messages = s.pick(1_000, 250);
+    let messages = s.pick(600, 200);
     let fsync_probe = Duration::from_millis(s.pick(1_500, 500));
     let fixture = Fixture::at(s.scale);
     let dir = TestDir::new("bench-lmtpd");

@@ -178,7 +178,10 @@ fn opendkim(dir: &TestDir, port: u16, key: &Path) -> Proc {
 }
 
 /// A private Rspamd 3.4 with the guide's local.d settings (proxy worker as
-/// milter with self_scan, Redis, Bayes with autolearn, milter_headers),
+/// milter with self_scan — Debian's worker-proxy.inc with the guide's
+/// worker-proxy.inc over it, written out because its `upstream "local"`
+/// would otherwise be merged with Debian's, which proxies to port 11333 —
+/// Redis, Bayes with autolearn, milter_headers),
 /// the normal and controller workers on free ports, DNS from `dns`.
 /// Its database directory (hyperscan cache) is kept between runs in
 /// /var/tmp so that a run does not pay for compiling the regexps.
@@ -230,7 +233,9 @@ fn rspamd(dir: &TestDir, port: u16, socket: &Path, dns: &Dns, redis: &RedisPrefi
              worker \"normal\" {{\n  bind_socket = \"127.0.0.1:{normal}\";\n  .include \"$CONFDIR/worker-normal.inc\"\n}}\n\
              worker \"controller\" {{\n  bind_socket = \"127.0.0.1:{controller}\";\n  .include \"$CONFDIR/worker-controller.inc\"\n}}\n\
              worker \"rspamd_proxy\" {{\n  bind_socket = \"127.0.0.1:{port}\";\n  bind_socket = \"{} mode=0666\";\n  \
-             .include \"$CONFDIR/worker-proxy.inc\"\n  milter = yes;\n  timeout = 120s;\n  \
+             milter = yes;\n  timeout = 120s;\n  count = 1;\n  max_retries = 5;\n  \
+             discard_on_reject = false;\n  quarantine_on_reject = false;\n  spam_header = \"X-Spam\";\n  \
+             reject_message = \"Spam message rejected\";\n  \
              upstream \"local\" {{\n    default = yes;\n    self_scan = yes;\n  }}\n}}\n",
             socket.display()
         ),
@@ -347,9 +352,13 @@ fn main() {
     let count = std::env::var("BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(s.pick(400, 100));
+        .unwrap_or(s.pick(150, 40));
     let fixture = Fixture::at(s.scale);
-    let dir = TestDir::new("bench-milter");
+    let mut dir = TestDir::new("bench-milter");
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        dir.keep();
+        println!("bench-milter: working directory {}", dir.path().display());
+    }
     let db = MariaDb::fresh();
     Postwerk::new(&db.url()).run(&["db", "init"], None);
     bench::load_mariadb(&db, &fixture.sql("{PLAIN}x"));
