@@ -188,3 +188,51 @@ pub async fn policy(stream: Stream, shared: Arc<Shared>, token: CancellationToke
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::SinkExt;
+
+    // One timer per connection (issue 3): frames keep the connection open
+    // however long it lives, and the timeout still counts from the start
+    // of each wait.
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_counts_from_the_last_wait_not_the_first_frame() {
+        let token = CancellationToken::new();
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        let mut idle = Idle::new(Duration::from_secs(10));
+        let (mut tx, mut frames) = futures::channel::mpsc::channel::<Result<u32, ()>>(4);
+        let sender = tokio::spawn(async move {
+            for i in 0..3 {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                let _ = tx.send(Ok(i)).await;
+            }
+            // Silent from here on, but connected.
+            std::future::pending::<()>().await;
+        });
+        let start = Instant::now();
+        for i in 0..3 {
+            let f = next_frame(&mut frames, &mut idle, &mut cancelled).await;
+            assert_eq!(f, Some(Ok(i)));
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(18));
+        assert_eq!(next_frame(&mut frames, &mut idle, &mut cancelled).await, None);
+        assert_eq!(start.elapsed(), Duration::from_secs(28));
+        sender.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_the_wait_at_once() {
+        let token = CancellationToken::new();
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        let mut idle = Idle::new(Duration::from_secs(10));
+        let mut frames = futures::stream::pending::<Result<u32, ()>>();
+        token.cancel();
+        let start = Instant::now();
+        assert_eq!(next_frame(&mut frames, &mut idle, &mut cancelled).await, None);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

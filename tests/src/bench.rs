@@ -231,14 +231,20 @@ impl Row {
     }
 }
 
-/// The median (the upper one for an even count); 0 for no samples.
+/// The median (the mean of the middle two for an even count); 0 for no
+/// samples.
 pub fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    s[s.len() / 2]
+    let n = s.len();
+    if n % 2 == 0 {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    } else {
+        s[n / 2]
+    }
 }
 
 /// `median (min–max)`, with a precision that suits the size.
@@ -547,7 +553,7 @@ mod tests {
         assert_eq!(row.ratios(), vec![2.0, 3.0]);
         let back = Row::from_json(&row.to_json()).unwrap();
         assert_eq!(back.ratios(), vec![2.0, 3.0]);
-        assert_eq!(fmt_ratio(&row.ratios()), "3.00× (2.00–3.00)");
+        assert_eq!(fmt_ratio(&row.ratios()), "2.50× (2.00–3.00)");
     }
 
     #[test]

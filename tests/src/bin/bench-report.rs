@@ -3,7 +3,7 @@
 //! bench/run: a Markdown table of medians with min–max and the paired
 //! postwerk/anchor ratio, written to `bench/results/<date>-<host>.md`, and a
 //! bar chart of the ratios (`.png`, drawn by bench/chart.py with Debian's
-//! python3-matplotlib).
+//! python3-matplotlib), with the rows themselves next to them (`.jsonl`).
 //!
 //! `bench-report ROWS.jsonl [HEADER-TEXT]`
 
@@ -78,6 +78,10 @@ fn main() {
         }
     }
     let md_path = results.join(format!("{stem}.md"));
+    // The rows themselves, for charts and comparisons later.
+    if let Err(e) = std::fs::write(results.join(format!("{stem}.jsonl")), &text) {
+        eprintln!("cannot write the rows: {e}");
+    }
     let tsv = std::env::temp_dir().join(format!("bench-chart-{}.tsv", std::process::id()));
     let png = results.join(format!("{stem}.png"));
     if let Err(e) = std::fs::write(&tsv, chart) {
@@ -85,7 +89,7 @@ fn main() {
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/chart.py");
     let out = run(
-        Command::new("python3")
+        Command::new("/usr/bin/python3")
             .arg(&script)
             .arg(&tsv)
             .arg(&png)
