@@ -5,7 +5,8 @@ usage: chart.py RATIOS.tsv OUT.png TITLE
 
 The TSV has: label, median, min, max, lower_is_better (1/0). Bars are the
 median ratio (log scale, 1 = as fast/as big as the anchor) with min–max
-whiskers; green where postwerk is better than its anchor, red where worse.
+whiskers; green where postwerk is better than its anchor, red where worse,
+grey against a bound (trivial server, hash: file, fsync, raw hash).
 Debian's python3-matplotlib (scripts/install-deps), no network, no fonts to
 fetch: that is why the chart is drawn here and not with a Rust crate.
 """
@@ -31,7 +32,12 @@ def main():
     hi = [max(float(r["max"]), 1e-3) for r in rows]
     lower = [r["lower_is_better"] == "1" for r in rows]
     better = [(m < 1) if lw else (m > 1) for m, lw in zip(med, lower)]
-    colors = ["#2e8b57" if b else "#c0392b" for b in better]
+    # A bound (trivial server, hash: file, fsync rate, raw hash, no milter)
+    # is not a competitor: its bars are grey.
+    bound = ["bound" in lab or "hash:" in lab or "openssl" in lab for lab in labels]
+    colors = [
+        "#999999" if bd else ("#2e8b57" if b else "#c0392b") for b, bd in zip(better, bound)
+    ]
     height = max(4, 0.28 * len(rows) + 1.5)
     fig, ax = plt.subplots(figsize=(11, height))
     y = list(range(len(rows)))[::-1]
@@ -42,10 +48,14 @@ def main():
         [lab + (" ↓" if lw else "") for lab, lw in zip(labels, lower)], fontsize=7
     )
     ax.set_xscale("log")
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.axvline(1.0, color="black", linewidth=0.8)
     for yy, m in zip(y, med):
         ax.text(m * 1.05, yy, f"{m:.2f}×", va="center", fontsize=6)
-    ax.set_xlabel("postwerk / anchor (log scale; ↓ rows: lower is better; green = postwerk better)")
+    ax.set_xlabel(
+        "postwerk / anchor, log scale (↓: lower is better)\n"
+        "green: postwerk better · red: worse · grey: against a bound"
+    )
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()

@@ -109,7 +109,11 @@ impl Map {
         let same = |canonical: &str| {
             canonical.len() == name.len()
                 && canonical.bytes().zip(name.bytes()).all(|(c, n)| {
-                    let n = if n == b'-' { b'_' } else { n.to_ascii_lowercase() };
+                    let n = if n == b'-' {
+                        b'_'
+                    } else {
+                        n.to_ascii_lowercase()
+                    };
                     c == n
                 })
         };

@@ -218,7 +218,10 @@ mod tests {
             assert_eq!(f, Some(Ok(i)));
         }
         assert_eq!(start.elapsed(), Duration::from_secs(18));
-        assert_eq!(next_frame(&mut frames, &mut idle, &mut cancelled).await, None);
+        assert_eq!(
+            next_frame(&mut frames, &mut idle, &mut cancelled).await,
+            None
+        );
         assert_eq!(start.elapsed(), Duration::from_secs(28));
         sender.abort();
     }
@@ -232,7 +235,10 @@ mod tests {
         let mut frames = futures::stream::pending::<Result<u32, ()>>();
         token.cancel();
         let start = Instant::now();
-        assert_eq!(next_frame(&mut frames, &mut idle, &mut cancelled).await, None);
+        assert_eq!(
+            next_frame(&mut frames, &mut idle, &mut cancelled).await,
+            None
+        );
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

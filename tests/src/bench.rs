@@ -488,7 +488,8 @@ impl Fixture {
     /// The same data as Postfix `hash:` source files (`postmap` input):
     /// accounts (enabled ones, value `1`), aliases (comma lists), domains.
     pub fn hash_sources(&self) -> (String, String, String) {
-        let (mut accounts, mut aliases, mut domains) = (String::new(), String::new(), String::new());
+        let (mut accounts, mut aliases, mut domains) =
+            (String::new(), String::new(), String::new());
         for d in 0..self.domains {
             domains.push_str(&format!("d{d}.example 1\n"));
             for u in (0..self.accounts_per_domain).filter(|u| Self::is_enabled(*u)) {
@@ -559,7 +560,10 @@ mod tests {
     #[test]
     fn fixture_sizes() {
         let f = Fixture::at(10);
-        assert_eq!((f.domains, f.accounts(), f.aliases()), (10_000, 100_000, 100_000));
+        assert_eq!(
+            (f.domains, f.accounts(), f.aliases()),
+            (10_000, 100_000, 100_000)
+        );
         assert!(f.sql("{PLAIN}x").contains("INSERT INTO aliases"));
     }
 }

@@ -92,10 +92,7 @@ mod tests {
     #[test]
     fn parses_captured_requests() {
         let r = Request::parse(b"aliases alias@example.org").unwrap();
-        assert_eq!(
-            (r.name, r.key),
-            ("aliases", Some("alias@example.org"))
-        );
+        assert_eq!((r.name, r.key), ("aliases", Some("alias@example.org")));
         let r = Request::parse(b"domains key with space").unwrap();
         assert_eq!(r.key.as_deref(), Some("key with space"));
         let r = Request::parse(b"tlspolicy [127.0.0.1]:20026").unwrap();

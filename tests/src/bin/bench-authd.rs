@@ -110,18 +110,31 @@ fn main() {
             raw.push(raw_rate(n.min(cores), &stored_crypt, cell));
         }
         let row = |m: &str| Row::new(&s, "authd", &format!("{m}, {n} conn"), "logins/s");
-        s.emit(&row("first logins/s").postwerk(&a_first).anchor(&dovecot_sql));
-        s.emit(&row("repeat logins/s").postwerk(&a_repeat).anchor(&dovecot_sql));
+        s.emit(
+            &row("first logins/s")
+                .postwerk(&a_first)
+                .anchor(&dovecot_sql),
+        );
+        s.emit(
+            &row("repeat logins/s")
+                .postwerk(&a_repeat)
+                .anchor(&dovecot_sql),
+        );
         s.emit(
             &row("first logins/s (bound: raw hash)")
                 .postwerk(&a_first)
                 .anchor(&raw),
         );
         s.emit(
-            &Row::new(&s, "authd", &format!("CPU s per 1,000 first logins, {n} conn"), "CPU s")
-                .lower_is_better()
-                .postwerk(&cpu_a)
-                .anchor(&cpu_d),
+            &Row::new(
+                &s,
+                "authd",
+                &format!("CPU s per 1,000 first logins, {n} conn"),
+                "CPU s",
+            )
+            .lower_is_better()
+            .postwerk(&cpu_a)
+            .anchor(&cpu_d),
         );
     }
     let one = |name: &str, v: f64| Series {
@@ -263,8 +276,7 @@ fn raw_rate(threads: usize, stored: &str, cell: Duration) -> f64 {
                 sc.spawn(|| {
                     let mut n = 0u64;
                     while Instant::now() < deadline {
-                        if verify(PASSWORD.as_bytes(), stored, Scheme::Sha512Crypt)
-                            .unwrap_or(false)
+                        if verify(PASSWORD.as_bytes(), stored, Scheme::Sha512Crypt).unwrap_or(false)
                         {
                             n += 1;
                         }

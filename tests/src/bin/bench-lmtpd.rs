@@ -115,11 +115,23 @@ fn main() {
         let mut count = [0usize; 2];
         for (ci, c) in CONNECTIONS.into_iter().enumerate() {
             // Alternate which server goes first.
-            let order = if (round + ci) % 2 == 0 { [0, 1] } else { [1, 0] };
+            let order = if (round + ci) % 2 == 0 {
+                [0, 1]
+            } else {
+                [1, 0]
+            };
             for si in order {
-                let before = if si == 0 { dc_cpu() } else { bench::tree_cpu_secs(lmtpd_pid) };
+                let before = if si == 0 {
+                    dc_cpu()
+                } else {
+                    bench::tree_cpu_secs(lmtpd_pid)
+                };
                 let o = run(&sockets[si], si, ci, c, messages);
-                let after = if si == 0 { dc_cpu() } else { bench::tree_cpu_secs(lmtpd_pid) };
+                let after = if si == 0 {
+                    dc_cpu()
+                } else {
+                    bench::tree_cpu_secs(lmtpd_pid)
+                };
                 cpu_used[si] += after - before;
                 count[si] += o.delivered;
                 println!(
@@ -137,7 +149,10 @@ fn main() {
             cpu[si].push(cpu_used[si] * 1000.0 / count[si].max(1) as f64);
         }
     }
-    let after = (bench::status_kib(lmtpd_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0, dc_rss());
+    let after = (
+        bench::status_kib(lmtpd_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0,
+        dc_rss(),
+    );
     let _ = lmtpd.kill();
     let _ = lmtpd.wait();
     // What a 250 promised must be on disk: count the files.
@@ -169,7 +184,11 @@ fn main() {
         let row = |m: &str| Row::new(&s, "lmtpd", &format!("{m}, {c} conn"), "msgs/s");
         s.emit(&row("deliveries/s").postwerk(&l).anchor(&d));
         let bound = if c == 1 { &fsync1 } else { &fsync4 };
-        s.emit(&row("deliveries/s (bound: disk fsync rate)").postwerk(&l).anchor(bound));
+        s.emit(
+            &row("deliveries/s (bound: disk fsync rate)")
+                .postwerk(&l)
+                .anchor(bound),
+        );
     }
     s.emit(
         &Row::new(&s, "lmtpd", "CPU s per 1,000 deliveries", "CPU s")
@@ -181,7 +200,10 @@ fn main() {
         name: name.to_owned(),
         samples: vec![v],
     };
-    for (m, (l, d)) in [("RSS idle", idle), ("RSS peak (lmtpd VmHWM) / after load", after)] {
+    for (m, (l, d)) in [
+        ("RSS idle", idle),
+        ("RSS peak (lmtpd VmHWM) / after load", after),
+    ] {
         s.emit(
             &Row::new(&s, "lmtpd", m, "MiB")
                 .lower_is_better()
@@ -194,8 +216,13 @@ fn main() {
     }
     if !failures.is_empty() {
         s.emit(
-            &Row::new(&s, "lmtpd", &format!("failed or lost deliveries: {}", failures.join("; ")), "count")
-                .postwerk(&one("failures", failures.len() as f64)),
+            &Row::new(
+                &s,
+                "lmtpd",
+                &format!("failed or lost deliveries: {}", failures.join("; ")),
+                "count",
+            )
+            .postwerk(&one("failures", failures.len() as f64)),
         );
     }
     drop(dovecot);

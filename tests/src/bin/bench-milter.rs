@@ -170,7 +170,9 @@ fn opendkim(dir: &TestDir, port: u16, key: &Path) -> Proc {
         0o644,
     );
     let mut p = Proc::spawn(
-        Command::new(require("opendkim")).args(["-f", "-x"]).arg(conf),
+        Command::new(require("opendkim"))
+            .args(["-f", "-x"])
+            .arg(conf),
         dir.join("opendkim.log"),
     );
     p.wait_ready("OpenDKIM", Ok(port), Duration::from_secs(30));
@@ -203,12 +205,12 @@ fn rspamd(dir: &TestDir, port: u16, socket: &Path, dns: &Dns, redis: &RedisPrefi
     // The guide's files, with our ports, DNS server and Redis prefix.
     write(
         "options.inc",
-        format!("dns {{\n  nameserver = [\"{}\"];\n  timeout = 2s;\n}}\n", dns.addr),
+        format!(
+            "dns {{\n  nameserver = [\"{}\"];\n  timeout = 2s;\n}}\n",
+            dns.addr
+        ),
     );
-    write(
-        "redis.conf",
-        "servers = \"127.0.0.1\";\n".to_owned(),
-    );
+    write("redis.conf", "servers = \"127.0.0.1\";\n".to_owned());
     write(
         "classifier-bayes.conf",
         format!(
@@ -258,7 +260,12 @@ fn rspamd(dir: &TestDir, port: u16, socket: &Path, dns: &Dns, redis: &RedisPrefi
     p
 }
 
-fn milterd_scan_config(db: &dyn Database, listen: &[String], dns: &Dns, redis: &RedisPrefix) -> String {
+fn milterd_scan_config(
+    db: &dyn Database,
+    listen: &[String],
+    dns: &Dns,
+    redis: &RedisPrefix,
+) -> String {
     format!(
         "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [{}]\nsocket_mode = \"0666\"\n\
          dns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n\
@@ -286,8 +293,14 @@ fn source(port: u16, sessions: usize, count: usize, sender: &str) -> (f64, Optio
     let started = Instant::now();
     let out = run(&mut cmd, None, Duration::from_secs(1800));
     let secs = started.elapsed().as_secs_f64();
-    let note = (!(out.is_success() && out.stderr.trim().is_empty()))
-        .then(|| out.stderr.lines().next().unwrap_or("exit status").trim().to_owned());
+    let note = (!(out.is_success() && out.stderr.trim().is_empty())).then(|| {
+        out.stderr
+            .lines()
+            .next()
+            .unwrap_or("exit status")
+            .trim()
+            .to_owned()
+    });
     (count as f64 / secs, note)
 }
 
@@ -373,7 +386,14 @@ fn main() {
     let key = dkim.join(format!("d0.example.{SELECTOR}.key"));
     let out = run(
         Command::new(require("openssl"))
-            .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out"])
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
             .arg(&key),
         None,
         Duration::from_secs(60),
@@ -494,7 +514,9 @@ fn main() {
                 println!(
                     "  round {round}: {} with {sessions} sessions: {r:.0} msgs/s{}",
                     setup.name(),
-                    note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                    note.as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
                 );
                 if let Some(n) = note {
                     notes.push(format!("{}, {sessions} sessions: {n}", setup.name()));
@@ -520,9 +542,14 @@ fn main() {
     for (si, sessions) in SESSIONS.into_iter().enumerate() {
         for (p, a) in pairs {
             s.emit(
-                &Row::new(&s, "milter", &format!("Postfix msgs/s, {}, {sessions} sessions", p.name()), "msgs/s")
-                    .postwerk(&rates[idx(p)][si])
-                    .anchor(&rates[idx(a)][si]),
+                &Row::new(
+                    &s,
+                    "milter",
+                    &format!("Postfix msgs/s, {}, {sessions} sessions", p.name()),
+                    "msgs/s",
+                )
+                .postwerk(&rates[idx(p)][si])
+                .anchor(&rates[idx(a)][si]),
             );
         }
         for p in [Setup::MilterdSign, Setup::MilterdScanTcp] {
@@ -530,7 +557,10 @@ fn main() {
                 &Row::new(
                     &s,
                     "milter",
-                    &format!("Postfix msgs/s, {}, {sessions} sessions (bound: no milter)", p.name()),
+                    &format!(
+                        "Postfix msgs/s, {}, {sessions} sessions (bound: no milter)",
+                        p.name()
+                    ),
                     "msgs/s",
                 )
                 .postwerk(&rates[idx(p)][si])
@@ -545,12 +575,20 @@ fn main() {
     for (p, a) in [pairs[0], pairs[1]] {
         let what = if p.is_signing() { "sign" } else { "scan" };
         s.emit(
-            &Row::new(&s, "milter", &format!("CPU s per 1,000 msgs, {what}"), "CPU s")
-                .lower_is_better()
-                .postwerk(&cpu[idx(p)])
-                .anchor(&cpu[idx(a)]),
+            &Row::new(
+                &s,
+                "milter",
+                &format!("CPU s per 1,000 msgs, {what}"),
+                "CPU s",
+            )
+            .lower_is_better()
+            .postwerk(&cpu[idx(p)])
+            .anchor(&cpu[idx(a)]),
         );
-        let (pn, an) = (p.name().split(',').next().unwrap_or(""), a.name().split(',').next().unwrap_or(""));
+        let (pn, an) = (
+            p.name().split(',').next().unwrap_or(""),
+            a.name().split(',').next().unwrap_or(""),
+        );
         for (m, v) in [("RSS idle", &idle), ("RSS after load", &after)] {
             s.emit(
                 &Row::new(&s, "milter", &format!("{m}, {what}"), "MiB")
@@ -580,9 +618,14 @@ fn main() {
                 theirs.push(openssl_speed(alg));
             }
             s.emit(
-                &Row::new(&s, "milter", &format!("raw signatures/s, {label}, 1 core (vs openssl speed)"), "sig/s")
-                    .postwerk(&ours)
-                    .anchor(&theirs),
+                &Row::new(
+                    &s,
+                    "milter",
+                    &format!("raw signatures/s, {label}, 1 core (vs openssl speed)"),
+                    "sig/s",
+                )
+                .postwerk(&ours)
+                .anchor(&theirs),
             );
         }
     }
@@ -590,22 +633,36 @@ fn main() {
     // Did each milter see every message? (milter_default_action = accept
     // would otherwise hide a milter that failed.)
     let log = postfix.maillog();
-    let milter_warnings = log.lines().filter(|l| l.contains("milter") && l.contains("warning")).count();
+    let milter_warnings = log
+        .lines()
+        .filter(|l| l.contains("milter") && l.contains("warning"))
+        .count();
     let signed = sign.log().matches("signed").count();
     let scored = scan.log().matches("scored").count();
     println!(
         "bench-milter: milterd signed {signed}, scored {scored} messages; {milter_warnings} milter warnings in Postfix's log"
     );
     if milter_warnings > 0 {
-        notes.push(format!("{milter_warnings} milter warnings in Postfix's log"));
-        for l in log.lines().filter(|l| l.contains("milter") && l.contains("warning")).take(3) {
+        notes.push(format!(
+            "{milter_warnings} milter warnings in Postfix's log"
+        ));
+        for l in log
+            .lines()
+            .filter(|l| l.contains("milter") && l.contains("warning"))
+            .take(3)
+        {
             println!("  {l}");
         }
     }
     if !notes.is_empty() {
         s.emit(
-            &Row::new(&s, "milter", &format!("errors: {}", notes.join("; ")), "count")
-                .postwerk(&one("errors", notes.len() as f64)),
+            &Row::new(
+                &s,
+                "milter",
+                &format!("errors: {}", notes.join("; ")),
+                "count",
+            )
+            .postwerk(&one("errors", notes.len() as f64)),
         );
     }
     drop(postfix);

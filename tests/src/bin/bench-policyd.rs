@@ -53,8 +53,7 @@ fn main() {
     let tls = TestCa::new(&dir);
     let postfix = Postfix::start(&dir, &tls, &postfix::Config::guide(Maps::sql(&dir, &db)));
     let master = bench::pid_file(&postfix.queue_dir().join("pid/master.pid")).unwrap_or(0);
-    let (uncached, socket, _uncached_dir) =
-        start_policyd("uncached", &db, "cache_ttl = \"0s\"\n");
+    let (uncached, socket, _uncached_dir) = start_policyd("uncached", &db, "cache_ttl = \"0s\"\n");
     let (cached, cached_socket, _cached_dir) = start_policyd("cached", &db, "");
     let idle = [uncached.pid(), cached.pid()].map(|p| p.map_or(0.0, bench::tree_rss_mib));
     let trivial_socket = dir.join("trivial.sock");
@@ -68,9 +67,21 @@ fn main() {
         .collect();
     let guide = Maps::sql(&dir, &db);
     let maps = [
-        ("accounts", guide.accounts.clone(), "mailboxes", &keys, &hash.0),
+        (
+            "accounts",
+            guide.accounts.clone(),
+            "mailboxes",
+            &keys,
+            &hash.0,
+        ),
         ("aliases", guide.aliases.clone(), "aliases", &keys, &hash.1),
-        ("domains", guide.domains.clone(), "domains", &domain_keys, &hash.2),
+        (
+            "domains",
+            guide.domains.clone(),
+            "domains",
+            &domain_keys,
+            &hash.2,
+        ),
     ];
     let sock = |p: &Path, name: &str| format!("socketmap:unix:{}:{name}", p.display());
     let cpu = |pid: Option<u32>| pid.map_or(0.0, bench::tree_cpu_secs);
@@ -94,7 +105,11 @@ fn main() {
             let c0 = cpu(uncached.pid());
             plain.push(rate(postfix.config_dir(), &sock(&socket, name), keys));
             cpu_plain.push((cpu(uncached.pid()) - c0) * 1000.0 / keys.len() as f64);
-            warm.push(rate(postfix.config_dir(), &sock(&cached_socket, name), keys));
+            warm.push(rate(
+                postfix.config_dir(),
+                &sock(&cached_socket, name),
+                keys,
+            ));
             trivial.push(rate(
                 postfix.config_dir(),
                 &sock(&trivial_socket, name),
@@ -105,14 +120,31 @@ fn main() {
         let m = format!("{label}: lookups/s via postmap");
         let row = |measure: &str| Row::new(&s, "policyd", measure, "lookups/s");
         s.emit(&row(&m).postwerk(&warm).anchor(&proxy));
-        s.emit(&row(&format!("{m}, no cache")).postwerk(&plain).anchor(&proxy));
-        s.emit(&row(&format!("{m} (bound: trivial server)")).postwerk(&warm).anchor(&trivial));
-        s.emit(&row(&format!("{m} (vs hash: file)")).postwerk(&warm).anchor(&hashed));
         s.emit(
-            &Row::new(&s, "policyd", &format!("{label}: CPU s per 1,000 lookups, no cache"), "CPU s")
-                .lower_is_better()
-                .postwerk(&cpu_plain)
-                .anchor(&cpu_proxy),
+            &row(&format!("{m}, no cache"))
+                .postwerk(&plain)
+                .anchor(&proxy),
+        );
+        s.emit(
+            &row(&format!("{m} (bound: trivial server)"))
+                .postwerk(&warm)
+                .anchor(&trivial),
+        );
+        s.emit(
+            &row(&format!("{m} (vs hash: file)"))
+                .postwerk(&warm)
+                .anchor(&hashed),
+        );
+        s.emit(
+            &Row::new(
+                &s,
+                "policyd",
+                &format!("{label}: CPU s per 1,000 lookups, no cache"),
+                "CPU s",
+            )
+            .lower_is_better()
+            .postwerk(&cpu_plain)
+            .anchor(&cpu_proxy),
         );
     }
 
@@ -144,7 +176,11 @@ fn main() {
     };
     lat("aliases p50, 8 clients (bound: trivial server)", &p50, &t50);
     lat("aliases p99, 8 clients (bound: trivial server)", &p99, &t99);
-    lat("aliases p99, 8 clients, no cache (bound: trivial server)", &n99, &t99);
+    lat(
+        "aliases p99, 8 clients, no cache (bound: trivial server)",
+        &n99,
+        &t99,
+    );
     let after = [uncached.pid(), cached.pid()].map(|p| p.map_or(0.0, bench::tree_rss_mib));
     let proxy_rss = bench::process_tree(master)
         .into_iter()
