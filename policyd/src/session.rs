@@ -119,7 +119,7 @@ pub async fn socketmap(stream: Stream, shared: Arc<Shared>, token: CancellationT
 async fn answer_socketmap(lookup: &Lookup, req: Request<'_>) -> socketmap::Reply {
     let Some(map) = Map::from_name(req.name) else {
         warn!(map = %req.name, "unknown map name; answered PERM");
-        return reply::unknown_map(&req.name);
+        return reply::unknown_map(req.name);
     };
     let Some(key) = req.key else {
         debug!(map = map.name(), "key is not UTF-8; not found");

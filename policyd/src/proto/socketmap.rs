@@ -94,15 +94,15 @@ mod tests {
         let r = Request::parse(b"aliases alias@example.org").unwrap();
         assert_eq!((r.name, r.key), ("aliases", Some("alias@example.org")));
         let r = Request::parse(b"domains key with space").unwrap();
-        assert_eq!(r.key.as_deref(), Some("key with space"));
+        assert_eq!(r.key, Some("key with space"));
         let r = Request::parse(b"tlspolicy [127.0.0.1]:20026").unwrap();
-        assert_eq!(r.key.as_deref(), Some("[127.0.0.1]:20026"));
+        assert_eq!(r.key, Some("[127.0.0.1]:20026"));
         let r = Request::parse("domains ünï@exämple.org".as_bytes()).unwrap();
-        assert_eq!(r.key.as_deref(), Some("ünï@exämple.org"));
+        assert_eq!(r.key, Some("ünï@exämple.org"));
         let r = Request::parse(b"domains \xff\xfe").unwrap();
         assert_eq!(r.key, None);
         let r = Request::parse(b"domains ").unwrap();
-        assert_eq!(r.key.as_deref(), Some(""));
+        assert_eq!(r.key, Some(""));
     }
 
     #[test]
