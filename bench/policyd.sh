@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
-# policyd benchmark: postwerk-policyd vs the guide's proxy:mysql maps vs a
-# trivial socketmap server, through the real postmap, on MariaDB. Release
-# build; prints a Markdown table and writes bench/results/policyd-DATE.md.
+# The policyd section of the benchmark suite alone (see bench/run): writes
+# bench/results/DATE-HOST.md and .png with only these rows.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/install-deps
-cargo build --release --locked -p postwerk -p postwerk-policyd -p postwerk-tests
-exec target/release/bench-policyd
+exec env BENCH_SECTIONS=policyd "$(dirname "$0")/run" "$@"

@@ -88,19 +88,36 @@ impl Map {
     /// (`accounts`, `recipient-access`, `sender-login-maps`, `tls-policy`),
     /// so `proxy:mysql:/etc/postfix/sql/X.cf` becomes `socketmap:…:X`.
     pub fn from_name(name: &str) -> Option<Map> {
-        let n = name.to_ascii_lowercase().replace('-', "_");
-        Some(match n.as_str() {
-            "domains" => Map::Domains,
-            "mailboxes" | "accounts" => Map::Mailboxes,
-            "aliases" => Map::Aliases,
-            "recipient_access" => Map::RecipientAccess,
-            "sender_login" | "sender_login_maps" => Map::SenderLogin,
-            "tls_policy" | "tlspolicy" => Map::TlsPolicy,
-            "srs_forward" | "forward" => Map::SrsForward,
-            "srs_reverse" | "reverse" => Map::SrsReverse,
-            "srs_transport" => Map::SrsTransport,
-            _ => return None,
-        })
+        // Asked once per request: compared in place, without the two
+        // allocations of lowercasing and replacing first.
+        const NAMES: [(&str, Map); 14] = [
+            ("domains", Map::Domains),
+            ("mailboxes", Map::Mailboxes),
+            ("accounts", Map::Mailboxes),
+            ("aliases", Map::Aliases),
+            ("recipient_access", Map::RecipientAccess),
+            ("sender_login", Map::SenderLogin),
+            ("sender_login_maps", Map::SenderLogin),
+            ("tls_policy", Map::TlsPolicy),
+            ("tlspolicy", Map::TlsPolicy),
+            ("srs_forward", Map::SrsForward),
+            ("forward", Map::SrsForward),
+            ("srs_reverse", Map::SrsReverse),
+            ("reverse", Map::SrsReverse),
+            ("srs_transport", Map::SrsTransport),
+        ];
+        let same = |canonical: &str| {
+            canonical.len() == name.len()
+                && canonical.bytes().zip(name.bytes()).all(|(c, n)| {
+                    let n = if n == b'-' {
+                        b'_'
+                    } else {
+                        n.to_ascii_lowercase()
+                    };
+                    c == n
+                })
+        };
+        NAMES.iter().find(|(n, _)| same(n)).map(|(_, m)| *m)
     }
 }
 

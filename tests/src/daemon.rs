@@ -41,6 +41,18 @@ impl Daemon {
     /// Writes `config` (TOML) to `DIR/<name>.toml` and starts `binary
     /// --config FILE`; returns when every `ready` endpoint accepts.
     pub fn start(dir: &TestDir, binary: &str, config: &str, ready: &[Ready]) -> Daemon {
+        Daemon::start_logging(dir, binary, config, ready, "debug")
+    }
+
+    /// [`Daemon::start`] with `RUST_LOG=level`: benchmarks run daemons at
+    /// `info`, as in production, since `debug` logs every request.
+    pub fn start_logging(
+        dir: &TestDir,
+        binary: &str,
+        config: &str,
+        ready: &[Ready],
+        level: &str,
+    ) -> Daemon {
         let name = binary.to_owned();
         let config_path = dir.write(format!("{name}.toml"), config, 0o644);
         let log = dir.join(format!("{name}.log"));
@@ -52,7 +64,7 @@ impl Daemon {
             .env("POSTWERK_ALLOW_ROOT", "1")
             .arg("--config")
             .arg(&config_path)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", level)
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())
             .stdout(log_file)

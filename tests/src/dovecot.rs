@@ -222,6 +222,12 @@ impl Dovecot {
         &self.config_file
     }
 
+    /// The master's process id, while it runs (benchmarks sum its tree's
+    /// memory and CPU).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The guide's /var/vmail of this instance.
     pub fn vmail_dir(&self) -> &Path {
         &self.vmail_dir

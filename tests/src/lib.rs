@@ -32,6 +32,7 @@
 //! Needs root (Postfix and Dovecot are started as root, as in the guide) and
 //! the Debian packages of scripts/install-deps.
 
+pub mod bench;
 pub mod cli;
 pub mod corpus;
 pub mod daemon;

@@ -1,14 +1,15 @@
 //! socketmap requests and replies (socketmap_table(5)): the payload inside
 //! a netstring. No I/O, no database here.
 
-/// A decoded request: `<name> SP <key>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+/// A decoded request: `<name> SP <key>`, borrowed from the netstring
+/// payload (no allocation per request).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'a> {
     /// The map name (the last `:` field of the map in main.cf).
-    pub name: String,
+    pub name: &'a str,
     /// The key; `None` when it is not valid UTF-8 (such a key cannot be in
     /// the database: the answer is "not found").
-    pub key: Option<String>,
+    pub key: Option<&'a str>,
 }
 
 /// Why a payload is not a socketmap request.
@@ -22,10 +23,10 @@ pub enum RequestError {
     BadName,
 }
 
-impl Request {
+impl<'a> Request<'a> {
     /// Parses a netstring payload. The key may contain spaces: only the
     /// first space separates (reference/socketmap.md 1.1).
-    pub fn parse(payload: &[u8]) -> Result<Self, RequestError> {
+    pub fn parse(payload: &'a [u8]) -> Result<Self, RequestError> {
         let sp = payload
             .iter()
             .position(|&b| b == b' ')
@@ -34,9 +35,11 @@ impl Request {
         if name.is_empty() || !name.iter().all(|b| b.is_ascii_graphic()) {
             return Err(RequestError::BadName);
         }
+        // Printable ASCII is UTF-8.
+        let name = std::str::from_utf8(name).map_err(|_| RequestError::BadName)?;
         Ok(Self {
-            name: String::from_utf8_lossy(name).into_owned(),
-            key: std::str::from_utf8(key).ok().map(str::to_owned),
+            name,
+            key: std::str::from_utf8(key).ok(),
         })
     }
 }
@@ -59,6 +62,14 @@ pub enum Reply {
 impl Reply {
     /// The netstring payload.
     pub fn to_payload(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_payload(&mut out);
+        out
+    }
+
+    /// The netstring payload into `out` (emptied first), so a session can
+    /// reuse one buffer for all its replies.
+    pub fn write_payload(&self, out: &mut Vec<u8>) {
         let (status, text) = match self {
             Reply::Ok(d) => ("OK", d.as_str()),
             Reply::NotFound => ("NOTFOUND", ""),
@@ -66,11 +77,11 @@ impl Reply {
             Reply::Timeout(r) => ("TIMEOUT", r.as_str()),
             Reply::Perm(r) => ("PERM", r.as_str()),
         };
-        let mut out = Vec::with_capacity(status.len() + 1 + text.len());
+        out.clear();
+        out.reserve(status.len() + 1 + text.len());
         out.extend_from_slice(status.as_bytes());
         out.push(b' ');
         out.extend_from_slice(text.as_bytes());
-        out
     }
 }
 
@@ -81,20 +92,17 @@ mod tests {
     #[test]
     fn parses_captured_requests() {
         let r = Request::parse(b"aliases alias@example.org").unwrap();
-        assert_eq!(
-            (r.name.as_str(), r.key.as_deref()),
-            ("aliases", Some("alias@example.org"))
-        );
+        assert_eq!((r.name, r.key), ("aliases", Some("alias@example.org")));
         let r = Request::parse(b"domains key with space").unwrap();
-        assert_eq!(r.key.as_deref(), Some("key with space"));
+        assert_eq!(r.key, Some("key with space"));
         let r = Request::parse(b"tlspolicy [127.0.0.1]:20026").unwrap();
-        assert_eq!(r.key.as_deref(), Some("[127.0.0.1]:20026"));
+        assert_eq!(r.key, Some("[127.0.0.1]:20026"));
         let r = Request::parse("domains ünï@exämple.org".as_bytes()).unwrap();
-        assert_eq!(r.key.as_deref(), Some("ünï@exämple.org"));
+        assert_eq!(r.key, Some("ünï@exämple.org"));
         let r = Request::parse(b"domains \xff\xfe").unwrap();
         assert_eq!(r.key, None);
         let r = Request::parse(b"domains ").unwrap();
-        assert_eq!(r.key.as_deref(), Some(""));
+        assert_eq!(r.key, Some(""));
     }
 
     #[test]

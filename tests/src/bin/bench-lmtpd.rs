@@ -1,18 +1,21 @@
 //! bench-lmtpd: deliveries/s of postwerk-lmtpd against Dovecot's own LMTP,
-//! both on the guide's configuration (SQL userdb on SQLite, maildir quota,
+//! both on the guide's configuration (SQL userdb on the suite's MariaDB
+//! fixture, 10,000 or 100,000 accounts, maildir quota,
 //! the guide's global Sieve `spam-global.sieve` before every delivery),
 //! writing into the same vmail tree on the same disk, in one run. An LMTP
 //! client sends ~4 KB messages, one recipient each, over 1, 4 and 16
 //! concurrent connections (connections are reused, as Postfix's connection
 //! cache does); one message in ten carries `X-Spam-Flag: YES`, which the
 //! global script files into Spam. Each (server, connections) pair gets its
-//! own 16 fresh accounts, so neither server reads the other's mail. Next to
-//! it: the disk's rate of durable small-file writes (write, fsync, rename,
-//! fsync the directory) with 1 and 4 threads, the bound for any durable
-//! delivery, and lmtpd's peak resident memory.
+//! own 16 accounts, so neither server reads the other's mail; the servers
+//! alternate over several rounds. Next to it: the disk's rate of durable
+//! small-file writes (write, fsync, rename, fsync the directory) with 1
+//! and 4 threads, the bound for any durable delivery; resident memory and
+//! CPU seconds per 1,000 deliveries of lmtpd and of Dovecot's lmtp and
+//! auth processes.
 //!
-//! Run with `bench/lmtpd.sh` (release build). Prints a Markdown table and
-//! writes it to bench/results/. No assertions on time: this is a report.
+//! Part of `bench/run` (BENCH_SCALE, BENCH_QUICK, BENCH_OUT: see
+//! `postwerk_tests::bench`); alone: `bench/lmtpd.sh`. No assertions on time.
 //! A transaction that does not end in `250` (or a session that breaks) is
 //! counted as a failure and the table shows it.
 
@@ -24,53 +27,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use postwerk_tests::bench::{self, Fixture, Row, Series, Settings};
 use postwerk_tests::cli::Postwerk;
 use postwerk_tests::cli::workspace_binary;
 use postwerk_tests::dovecot::{self, Dovecot};
 use postwerk_tests::net::wait_for_unix_socket;
 use postwerk_tests::testdir::chown_recursive;
 use postwerk_tests::tls::TestCa;
-use postwerk_tests::{Database, Sqlite, TestDir};
+use postwerk_tests::{Database, MariaDb, TestDir};
 
-/// Messages per (server, connections) run.
-const MESSAGES: usize = 2_000;
 /// Size of each message's body.
 const BODY_BYTES: usize = 4 * 1024;
-/// Recipients per run (each run gets its own).
+/// Recipients per (server, connections) pair.
 const USERS: usize = 16;
 const CONNECTIONS: [usize; 3] = [1, 4, 16];
+const SERVERS: [&str; 2] = ["dovecot", "lmtpd"];
 const IO_TIMEOUT: Duration = Duration::from_secs(120);
-const FSYNC_PROBE: Duration = Duration::from_secs(3);
 
 fn main() {
+    let s = Settings::from_env();
+    let messages = s.pick(600, 200);
+    let fsync_probe = Duration::from_millis(s.pick(1_500, 500));
+    let fixture = Fixture::at(s.scale);
     let dir = TestDir::new("bench-lmtpd");
-    let db = Sqlite::fresh(&dir);
-    let pw = Postwerk::new(&db.url());
-    pw.run(&["db", "init"], None);
+    let db = MariaDb::fresh();
+    Postwerk::new(&db.url()).run(&["db", "init"], None);
+    bench::load_mariadb(&db, &fixture.sql(&bench::password_hash()));
     db.grant_readers();
-    pw.run(&["domain", "add", "bench.test"], None);
-    let servers = ["dovecot", "lmtpd"];
     println!(
-        "bench-lmtpd: provisioning {} accounts on SQLite",
-        servers.len() * CONNECTIONS.len() * USERS
+        "bench-lmtpd: {messages} messages per run, {} rounds, {} accounts in the database",
+        s.rounds,
+        fixture.accounts()
     );
-    for s in servers {
-        for c in CONNECTIONS {
-            for u in 0..USERS {
-                pw.run(
-                    &[
-                        "account",
-                        "add",
-                        &user(s, c, u),
-                        "--quota",
-                        "1G",
-                        "--password-stdin",
-                    ],
-                    Some("bench password\n"),
-                );
-            }
-        }
-    }
 
     let tls = TestCa::new(&dir);
     let sockets = dir.mkdir("sockets", 0o755);
@@ -81,106 +69,161 @@ fn main() {
         &dovecot::Config {
             lmtp_socket: sockets.join("dovecot-lmtp"),
             auth_socket: sockets.join("auth"),
-            mail_domain: "bench.test".to_owned(),
+            mail_domain: "d0.example".to_owned(),
             auth_dict: None,
         },
     );
     let (mut lmtpd, lmtpd_socket) = start_lmtpd(&dir, &db, dovecot.vmail_dir());
-
-    let fsync1 = fsync_rate(dovecot.vmail_dir(), 1);
-    let fsync4 = fsync_rate(dovecot.vmail_dir(), 4);
-    println!(
-        "bench-lmtpd: durable 4 KB writes on this disk: {fsync1:.0}/s (1 thread), {fsync4:.0}/s (4 threads)"
-    );
-
-    let mut rows: Vec<(usize, Outcome, Outcome)> = Vec::new();
-    for c in CONNECTIONS {
-        // Dovecot first, then lmtpd, at each concurrency: the same disk
-        // state (page cache, journal) for both as far as one run allows.
-        let d = run(&dovecot.lmtp_socket, "dovecot", c);
-        println!(
-            "bench-lmtpd: Dovecot LMTP, {c} connection(s): {:.0} msgs/s, {} failed",
-            d.rate, d.failed
-        );
-        let l = run(&lmtpd_socket, "lmtpd", c);
-        println!(
-            "bench-lmtpd: lmtpd, {c} connection(s): {:.0} msgs/s, {} failed",
-            l.rate, l.failed
-        );
-        rows.push((c, d, l));
+    let sockets = [dovecot.lmtp_socket.clone(), lmtpd_socket];
+    let dc_pid = dovecot.pid().unwrap_or(0);
+    // Dovecot's delivery: its lmtp processes and the auth processes they
+    // ask for the userdb.
+    let dc_procs = move || -> Vec<u32> {
+        bench::process_tree(dc_pid)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "lmtp" || c.trim().starts_with("auth"))
+            })
+            .collect()
+    };
+    let dc_rss = || -> f64 {
+        dc_procs()
+            .into_iter()
+            .filter_map(|p| bench::status_kib(p, "VmRSS:"))
+            .sum::<u64>() as f64
+            / 1024.0
+    };
+    let dc_cpu = || -> f64 { dc_procs().into_iter().map(bench::tree_cpu_secs).sum() };
+    let lmtpd_pid = lmtpd.id();
+    // One delivery each, so both have their processes up.
+    for (i, socket) in sockets.iter().enumerate() {
+        let _ = run(socket, i, 0, 1, 1);
     }
-    let hwm = status_kib(lmtpd.id(), "VmHWM:").unwrap_or(0);
+    let idle = (bench::tree_rss_mib(lmtpd_pid), dc_rss());
+
+    let mut delivered = [[0usize; CONNECTIONS.len()]; SERVERS.len()];
+    let mut failures: Vec<String> = Vec::new();
+    let mut fsync1 = Series::new("durable 4 KB writes, 1 thread");
+    let mut fsync4 = Series::new("durable 4 KB writes, 4 threads");
+    let mut rates = vec![vec![Series::default(); CONNECTIONS.len()]; SERVERS.len()];
+    let mut cpu = [Series::new("Dovecot lmtp+auth"), Series::new("lmtpd")];
+    for round in 0..s.rounds {
+        fsync1.push(fsync_rate(dovecot.vmail_dir(), 1, fsync_probe));
+        fsync4.push(fsync_rate(dovecot.vmail_dir(), 4, fsync_probe));
+        let mut cpu_used = [0.0f64; 2];
+        let mut count = [0usize; 2];
+        for (ci, c) in CONNECTIONS.into_iter().enumerate() {
+            // Alternate which server goes first.
+            let order = if (round + ci) % 2 == 0 {
+                [0, 1]
+            } else {
+                [1, 0]
+            };
+            for si in order {
+                let before = if si == 0 {
+                    dc_cpu()
+                } else {
+                    bench::tree_cpu_secs(lmtpd_pid)
+                };
+                let o = run(&sockets[si], si, ci, c, messages);
+                let after = if si == 0 {
+                    dc_cpu()
+                } else {
+                    bench::tree_cpu_secs(lmtpd_pid)
+                };
+                cpu_used[si] += after - before;
+                count[si] += o.delivered;
+                println!(
+                    "  round {round}: {}, {c} connection(s): {:.0} msgs/s, {} failed",
+                    SERVERS[si], o.rate, o.failed
+                );
+                delivered[si][ci] += o.delivered;
+                if let Some(e) = o.first_error {
+                    failures.push(e);
+                }
+                rates[si][ci].push(o.rate);
+            }
+        }
+        for si in 0..2 {
+            cpu[si].push(cpu_used[si] * 1000.0 / count[si].max(1) as f64);
+        }
+    }
+    let after = (
+        bench::status_kib(lmtpd_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0,
+        dc_rss(),
+    );
     let _ = lmtpd.kill();
     let _ = lmtpd.wait();
     // What a 250 promised must be on disk: count the files.
-    for (c, d, l) in &mut rows {
-        for (server, o) in [("dovecot", d), ("lmtpd", l)] {
+    for (si, server) in SERVERS.iter().enumerate() {
+        for (ci, c) in CONNECTIONS.into_iter().enumerate() {
             let stored: usize = (0..USERS)
-                .map(|u| stored(dovecot.vmail_dir(), &user(server, *c, u)))
+                .map(|u| stored(dovecot.vmail_dir(), &user(si, ci, u)))
                 .sum();
-            if stored != o.delivered {
-                o.first_error.get_or_insert_with(|| {
-                    format!(
-                        "{server}, {c} connection(s): {} acknowledged, {stored} stored",
-                        o.delivered
-                    )
-                });
+            // The warm-up delivery went to the first account of (si, 0).
+            let expected = delivered[si][ci] + usize::from(ci == 0);
+            if stored != expected {
+                failures.push(format!(
+                    "{server}, {c} connection(s): {expected} acknowledged, {stored} stored"
+                ));
             }
         }
     }
-    // Dovecot's files for vmail, so that the test directory can go.
     chown_recursive(
         dovecot.vmail_dir(),
         dovecot::VMAIL_USER,
         dovecot::VMAIL_USER,
     );
 
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# lmtpd benchmark\n\n{} on {} ({} cores). {MESSAGES} messages of ~{} KB per run, one recipient each, \
-         {USERS} fresh accounts per run, global Sieve (the guide's spam-global.sieve) on, 1 in 10 messages \
-         filed into Spam by it; both servers durable, same vmail tree.\n\n",
-        date(),
-        hostname(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        BODY_BYTES / 1024
-    ));
-    out.push_str(
-        "| connections | Dovecot LMTP (msgs/s) | lmtpd (msgs/s) | lmtpd / Dovecot | failed: Dovecot | failed: lmtpd |\n\
-         |---:|---:|---:|---:|---:|---:|\n",
+    for (ci, c) in CONNECTIONS.into_iter().enumerate() {
+        let mut l = rates[1][ci].clone();
+        l.name = "lmtpd".into();
+        let mut d = rates[0][ci].clone();
+        d.name = "Dovecot LMTP".into();
+        let row = |m: &str| Row::new(&s, "lmtpd", &format!("{m}, {c} conn"), "msgs/s");
+        s.emit(&row("deliveries/s").postwerk(&l).anchor(&d));
+        let bound = if c == 1 { &fsync1 } else { &fsync4 };
+        s.emit(
+            &row("deliveries/s (bound: disk fsync rate)")
+                .postwerk(&l)
+                .anchor(bound),
+        );
+    }
+    s.emit(
+        &Row::new(&s, "lmtpd", "CPU s per 1,000 deliveries", "CPU s")
+            .lower_is_better()
+            .postwerk(&cpu[1])
+            .anchor(&cpu[0]),
     );
-    for (c, d, l) in &rows {
-        out.push_str(&format!(
-            "| {c} | {:.0} | {:.0} | {:.2}× | {} | {} |\n",
-            d.rate,
-            l.rate,
-            l.rate / d.rate.max(f64::MIN_POSITIVE),
-            d.failed,
-            l.failed
-        ));
+    let one = |name: &str, v: f64| Series {
+        name: name.to_owned(),
+        samples: vec![v],
+    };
+    for (m, (l, d)) in [
+        ("RSS idle", idle),
+        ("RSS peak (lmtpd VmHWM) / after load", after),
+    ] {
+        s.emit(
+            &Row::new(&s, "lmtpd", m, "MiB")
+                .lower_is_better()
+                .postwerk(&one("lmtpd", l))
+                .anchor(&one("Dovecot lmtp+auth", d)),
+        );
     }
-    out.push_str(&format!(
-        "\nDisk bound (write 4 KB, fsync, rename, fsync the directory, on the vmail tree's disk): {fsync1:.0}/s with 1 thread, {fsync4:.0}/s with 4 threads.\n\
-         \nlmtpd's peak resident memory (VmHWM) over the whole run: {:.1} MiB.\n",
-        hwm as f64 / 1024.0
-    ));
-    let errors: Vec<&String> = rows
-        .iter()
-        .flat_map(|(_, d, l)| d.first_error.iter().chain(l.first_error.iter()))
-        .collect();
-    if !errors.is_empty() {
-        out.push_str("\nFirst failure per run:\n\n");
-        for e in errors {
-            out.push_str(&format!("- {e}\n"));
-        }
+    for f in &failures {
+        println!("bench-lmtpd: FAILURE {f}");
     }
-    println!("\n{out}");
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    let _ = std::fs::create_dir_all(&results);
-    let file = results.join(format!("lmtpd-{}.md", date()));
-    match std::fs::write(&file, &out) {
-        Ok(()) => println!("written to {}", file.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", file.display()),
+    if !failures.is_empty() {
+        s.emit(
+            &Row::new(
+                &s,
+                "lmtpd",
+                &format!("failed or lost deliveries: {}", failures.join("; ")),
+                "count",
+            )
+            .postwerk(&one("failures", failures.len() as f64)),
+        );
     }
     drop(dovecot);
 }
@@ -236,9 +279,12 @@ fn stored(vmail: &Path, user: &str) -> usize {
         .sum()
 }
 
-/// The `u`-th account of the run of `server` at `conns` connections.
-fn user(server: &str, conns: usize, u: usize) -> String {
-    format!("{server}-c{conns}-u{u:02}@bench.test")
+/// The `u`-th recipient of server `si` at connection index `ci`: an
+/// enabled, receiving account (`u0`…`u3`) of its own fixture domain, so
+/// neither server reads the other's mail.
+fn user(si: usize, ci: usize, u: usize) -> String {
+    let domain = ((si * CONNECTIONS.len() + ci) * USERS + u) / 4;
+    format!("u{}@d{domain}.example", u % 4)
 }
 
 /// What one run measured.
@@ -250,23 +296,26 @@ struct Outcome {
     first_error: Option<String>,
 }
 
-/// Sends [`MESSAGES`] over `conns` connections to `socket`; deliveries per
-/// second counted from the first connect to the last reply.
-fn run(socket: &Path, server: &str, conns: usize) -> Outcome {
+/// Sends `messages` over `conns` connections to `socket` for the accounts
+/// of server `si` at connection index `ci`; deliveries per second counted
+/// from the first connect to the last reply.
+fn run(socket: &Path, si: usize, ci: usize, conns: usize, messages: usize) -> Outcome {
+    let server = SERVERS[si];
     let delivered = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
     let started = Instant::now();
     let workers: Vec<_> = (0..conns)
         .map(|i| {
-            let (socket, server) = (socket.to_owned(), server.to_owned());
+            let socket = socket.to_owned();
             let (delivered, failed, first_error) =
                 (delivered.clone(), failed.clone(), first_error.clone());
             std::thread::spawn(move || {
-                let share = MESSAGES / conns + usize::from(i < MESSAGES % conns);
+                let share = messages / conns + usize::from(i < messages % conns);
                 let mut session: Option<Lmtp> = None;
                 for j in 0..share {
-                    let rcpt = user(&server, conns, (i + j) % USERS);
+                    // The warm-up (one message) goes to the first account.
+                    let rcpt = user(si, ci, if messages == 1 { 0 } else { (i + j) % USERS });
                     let result = match session.as_mut() {
                         Some(s) => Ok(s),
                         None => Lmtp::connect(&socket).map(|s| session.insert(s)),
@@ -406,7 +455,7 @@ impl Lmtp {
 /// Durable 4 KB file creations per second in `dir`'s file system with
 /// `threads` threads: write to a temp name, fsync, rename, fsync the
 /// directory — what a Maildir delivery must do at least.
-fn fsync_rate(dir: &Path, threads: usize) -> f64 {
+fn fsync_rate(dir: &Path, threads: usize, probe_time: Duration) -> f64 {
     let probe = dir.join(format!("fsync-probe-{threads}"));
     let _ = std::fs::create_dir_all(&probe);
     let total = Arc::new(AtomicUsize::new(0));
@@ -421,7 +470,7 @@ fn fsync_rate(dir: &Path, threads: usize) -> f64 {
                 let block = vec![b'x'; 4096];
                 let new_dir = std::fs::File::open(sub.join("new"))?;
                 let mut n = 0usize;
-                while started.elapsed() < FSYNC_PROBE {
+                while started.elapsed() < probe_time {
                     let (tmp, new) = (
                         sub.join("tmp").join(n.to_string()),
                         sub.join("new").join(n.to_string()),
@@ -448,24 +497,4 @@ fn fsync_rate(dir: &Path, threads: usize) -> f64 {
     let rate = total.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&probe);
     rate
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
-}
-
-fn date() -> String {
-    let out = Command::new("date").arg("+%Y-%m-%d").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "unknown-date".into())
 }

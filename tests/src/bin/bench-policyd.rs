@@ -1,12 +1,16 @@
 //! bench-policyd: lookups/s of postwerk-policyd's socketmap against the
-//! guide's `proxy:mysql` maps on the same MariaDB data, and against a
-//! trivial socketmap server that answers `NOTFOUND` at once (the physical
-//! bound of any socketmap server), all through the real `postmap -q -`, in
-//! one run, alternating A/B/C over several rounds. Then p50/p99 latency
-//! with 8 concurrent socketmap clients, and policyd's resident memory.
+//! guide's `proxy:mysql` maps on the same MariaDB data, against Postfix's
+//! own `hash:` files of the same data, and against a trivial socketmap
+//! server that answers `NOTFOUND` at once (the physical bound of any
+//! socketmap server), all through the real `postmap -q -`, alternating over
+//! several rounds. Then p50/p99 latency with 8 concurrent socketmap
+//! clients, policyd's resident memory idle and after the load, and CPU
+//! seconds per 1,000 lookups (policyd against Postfix's proxymap; the
+//! MariaDB server's share is in neither).
 //!
-//! Run with `bench/policyd.sh` (release build). Prints a Markdown table and
-//! writes it to bench/results/. No assertions on time: this is a report.
+//! Part of `bench/run` (which sets BENCH_SCALE, BENCH_QUICK, BENCH_OUT; see
+//! `postwerk_tests::bench`); alone: `bench/policyd.sh`. A report, no
+//! assertions on time.
 
 use std::io::{BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,183 +18,245 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use postwerk_tests::bench::{self, Fixture, Row, Series, Settings};
 use postwerk_tests::cli::Postwerk;
+use postwerk_tests::daemon::{Daemon, Ready};
 use postwerk_tests::exec::{require, run};
-use postwerk_tests::guide::start_policyd;
 use postwerk_tests::postfix::{self, Maps, Postfix};
 use postwerk_tests::tls::TestCa;
 use postwerk_tests::{Database, MariaDb, TestDir};
 
-const DOMAINS: usize = 100;
-const ACCOUNTS_PER_DOMAIN: usize = 10;
-const KEYS: usize = 10_000;
-const ROUNDS: usize = 3;
 const LATENCY_CLIENTS: usize = 8;
-const LATENCY_LOOKUPS: usize = 2_000;
 
 fn main() {
+    let s = Settings::from_env();
+    let fixture = Fixture::at(s.scale);
+    let keys_n = s.pick(10_000, 3_000);
     let dir = TestDir::new("bench-policyd");
     let db = MariaDb::fresh();
     println!(
-        "bench-policyd: provisioning {DOMAINS} domains, {} accounts, aliases and catch-alls on MariaDB",
-        DOMAINS * ACCOUNTS_PER_DOMAIN
+        "bench-policyd: {} domains, {} accounts, {} aliases on MariaDB; {keys_n} keys, {} rounds",
+        fixture.domains,
+        fixture.accounts(),
+        fixture.aliases(),
+        s.rounds
     );
     Postwerk::new(&db.url()).run(&["db", "init"], None);
-    db.query(&fixture_sql());
+    let started = Instant::now();
+    bench::load_mariadb(&db, &fixture.sql("{PLAIN}x"));
+    println!(
+        "bench-policyd: fixture loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     db.grant_readers();
 
     let tls = TestCa::new(&dir);
     let postfix = Postfix::start(&dir, &tls, &postfix::Config::guide(Maps::sql(&dir, &db)));
-    let (policyd, socket) = start_policyd(&dir, &db, "cache_ttl = \"0s\"\n");
-    let cached_dir = TestDir::new("bench-policyd-cached");
-    let (cached, cached_socket) = start_policyd(&cached_dir, &db, "");
+    let master = bench::pid_file(&postfix.queue_dir().join("pid/master.pid")).unwrap_or(0);
+    let (uncached, socket, _uncached_dir) = start_policyd("uncached", &db, "cache_ttl = \"0s\"\n");
+    let (cached, cached_socket, _cached_dir) = start_policyd("cached", &db, "");
+    let idle = [uncached.pid(), cached.pid()].map(|p| p.map_or(0.0, bench::tree_rss_mib));
     let trivial_socket = dir.join("trivial.sock");
     start_trivial_server(&trivial_socket);
-    let keys = mixed_keys();
+    let hash = hash_maps(&dir, postfix.config_dir(), &fixture);
+
+    let keys = mixed_keys(&fixture, keys_n);
     let domain_keys: Vec<String> = keys
         .iter()
         .map(|k| k.rsplit('@').next().unwrap_or(k).to_owned())
         .collect();
-
     let guide = Maps::sql(&dir, &db);
-    let maps: [(&str, String, String, &Vec<String>); 3] = [
+    let maps = [
         (
-            "accounts (virtual_mailbox_maps)",
+            "accounts",
             guide.accounts.clone(),
-            "mailboxes".into(),
+            "mailboxes",
             &keys,
+            &hash.0,
         ),
+        ("aliases", guide.aliases.clone(), "aliases", &keys, &hash.1),
         (
-            "aliases (virtual_alias_maps)",
-            guide.aliases.clone(),
-            "aliases".into(),
-            &keys,
-        ),
-        (
-            "domains (virtual_mailbox_domains)",
+            "domains",
             guide.domains.clone(),
-            "domains".into(),
+            "domains",
             &domain_keys,
+            &hash.2,
         ),
     ];
-    let mut rows = Vec::new();
-    for (label, proxy_map, name, keys) in &maps {
-        let policyd_map = format!("socketmap:unix:{}:{name}", socket.display());
-        let trivial_map = format!("socketmap:unix:{}:{name}", trivial_socket.display());
-        let cached_map = format!("socketmap:unix:{}:{name}", cached_socket.display());
-        let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            a.push(rate(postfix.config_dir(), proxy_map, keys));
-            b.push(rate(postfix.config_dir(), &policyd_map, keys));
-            d.push(rate(postfix.config_dir(), &cached_map, keys));
-            c.push(rate(postfix.config_dir(), &trivial_map, keys));
+    let sock = |p: &Path, name: &str| format!("socketmap:unix:{}:{name}", p.display());
+    let cpu = |pid: Option<u32>| pid.map_or(0.0, bench::tree_cpu_secs);
+    for (label, proxy_map, name, keys, hash_map) in &maps {
+        let mut proxy = Series::new("proxy:mysql");
+        let mut plain = Series::new("policyd, no cache");
+        let mut warm = Series::new("policyd");
+        let mut trivial = Series::new("trivial socketmap server");
+        let mut hashed = Series::new("hash:");
+        let mut cpu_proxy = Series::new("proxymap");
+        let mut cpu_plain = Series::new("policyd, no cache");
+        // Warm up (not counted): MariaDB's buffer pool, proxymap's
+        // connection, policyd's cache — the steady state of a mail server.
+        rate(postfix.config_dir(), proxy_map, keys);
+        rate(postfix.config_dir(), &sock(&cached_socket, name), keys);
+        for _ in 0..s.rounds {
+            let c0 = bench::tree_cpu_secs(master);
+            proxy.push(rate(postfix.config_dir(), proxy_map, keys));
+            let c1 = bench::tree_cpu_secs(master);
+            cpu_proxy.push((c1 - c0) * 1000.0 / keys.len() as f64);
+            let c0 = cpu(uncached.pid());
+            plain.push(rate(postfix.config_dir(), &sock(&socket, name), keys));
+            cpu_plain.push((cpu(uncached.pid()) - c0) * 1000.0 / keys.len() as f64);
+            warm.push(rate(
+                postfix.config_dir(),
+                &sock(&cached_socket, name),
+                keys,
+            ));
+            trivial.push(rate(
+                postfix.config_dir(),
+                &sock(&trivial_socket, name),
+                keys,
+            ));
+            hashed.push(rate(postfix.config_dir(), hash_map, keys));
         }
-        rows.push((label.to_string(), a, b, c, d));
+        let m = format!("{label}: lookups/s via postmap");
+        let row = |measure: &str| Row::new(&s, "policyd", measure, "lookups/s");
+        s.emit(&row(&m).postwerk(&warm).anchor(&proxy));
+        s.emit(
+            &row(&format!("{m}, no cache"))
+                .postwerk(&plain)
+                .anchor(&proxy),
+        );
+        s.emit(
+            &row(&format!("{m} (bound: trivial server)"))
+                .postwerk(&warm)
+                .anchor(&trivial),
+        );
+        s.emit(
+            &row(&format!("{m} (vs hash: file)"))
+                .postwerk(&warm)
+                .anchor(&hashed),
+        );
+        s.emit(
+            &Row::new(
+                &s,
+                "policyd",
+                &format!("{label}: CPU s per 1,000 lookups, no cache"),
+                "CPU s",
+            )
+            .lower_is_better()
+            .postwerk(&cpu_plain)
+            .anchor(&cpu_proxy),
+        );
     }
 
-    let lat_keys: Vec<String> = keys.iter().take(LATENCY_LOOKUPS).cloned().collect();
-    let (p50, p99) = latency(&socket, "aliases", &lat_keys);
-    let (c50, c99) = latency(&cached_socket, "aliases", &lat_keys);
-    let (t50, t99) = latency(&trivial_socket, "aliases", &lat_keys);
-    let rss = policyd.pid().and_then(rss_kib).unwrap_or(0);
-    let cached_rss = cached.pid().and_then(rss_kib).unwrap_or(0);
-
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# policyd benchmark\n\n{} on {} ({} cores), {} keys through `postmap -q -`, {ROUNDS} rounds alternating, medians (min–max)\n\n",
-        chrono_like_date(),
-        hostname(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        KEYS
-    ));
-    out.push_str("| map | guide proxy:mysql | policyd, no cache | policyd (default: cache until the tables change) | trivial server | policyd / proxy:mysql | cached / proxy:mysql | policyd / trivial | cached / trivial |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    for (label, a, b, c, d) in &rows {
-        out.push_str(&format!(
-            "| {label} | {} | {} | {} | {} | {:.2}× | {:.2}× | {:.0} % | {:.0} % |\n",
-            fmt(a),
-            fmt(b),
-            fmt(d),
-            fmt(c),
-            median(b) / median(a),
-            median(d) / median(a),
-            100.0 * median(b) / median(c),
-            100.0 * median(d) / median(c)
-        ));
+    let lat_keys: Vec<String> = keys.iter().take(s.pick(2_000, 1_000)).cloned().collect();
+    let (mut p50, mut p99) = (Series::new("policyd"), Series::new("policyd"));
+    let (mut n50, mut n99) = (
+        Series::new("policyd, no cache"),
+        Series::new("policyd, no cache"),
+    );
+    let (mut t50, mut t99) = (Series::new("trivial server"), Series::new("trivial server"));
+    for _ in 0..s.rounds {
+        let (a, b) = latency(&cached_socket, "aliases", &lat_keys);
+        p50.push(a);
+        p99.push(b);
+        let (a, b) = latency(&socket, "aliases", &lat_keys);
+        n50.push(a);
+        n99.push(b);
+        let (a, b) = latency(&trivial_socket, "aliases", &lat_keys);
+        t50.push(a);
+        t99.push(b);
     }
-    out.push_str("\n(lookups/s. The key set repeats addresses, as Postfix does — smtpd, trivial-rewrite and cleanup each ask for the same address. The default policyd keeps answers until a change probe, run every second, sees the vmail tables change.)\n");
-    out.push_str(&format!(
-        "\nLatency, {LATENCY_CLIENTS} concurrent socketmap clients, {} lookups each (aliases map): policyd without cache p50 {:.0} µs, p99 {:.0} µs; policyd default p50 {:.0} µs, p99 {:.0} µs; trivial server p50 {:.0} µs, p99 {:.0} µs.\n\nResident memory after the run: policyd without cache {:.1} MiB, policyd default {:.1} MiB.\n",
-        lat_keys.len(),
-        p50,
-        p99,
-        c50,
-        c99,
-        t50,
-        t99,
-        rss as f64 / 1024.0,
-        cached_rss as f64 / 1024.0
-    ));
-    println!("\n{out}");
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    let _ = std::fs::create_dir_all(&results);
-    let file = results.join(format!("policyd-{}.md", chrono_like_date()));
-    match std::fs::write(&file, &out) {
-        Ok(()) => println!("written to {}", file.display()),
-        Err(e) => eprintln!("cannot write {}: {e}", file.display()),
-    }
-    drop(policyd);
+    let lat = |m: &str, p: &Series, t: &Series| {
+        s.emit(
+            &Row::new(&s, "policyd", m, "µs")
+                .lower_is_better()
+                .postwerk(p)
+                .anchor(t),
+        );
+    };
+    lat("aliases p50, 8 clients (bound: trivial server)", &p50, &t50);
+    lat("aliases p99, 8 clients (bound: trivial server)", &p99, &t99);
+    lat(
+        "aliases p99, 8 clients, no cache (bound: trivial server)",
+        &n99,
+        &t99,
+    );
+    let after = [uncached.pid(), cached.pid()].map(|p| p.map_or(0.0, bench::tree_rss_mib));
+    let proxy_rss = bench::process_tree(master)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "proxymap")
+        })
+        .filter_map(|p| bench::status_kib(p, "VmRSS:"))
+        .sum::<u64>() as f64
+        / 1024.0;
+    let one = |name: &str, v: f64| Series {
+        name: name.to_owned(),
+        samples: vec![v],
+    };
+    let rss = |m: &str, p: f64| {
+        s.emit(
+            &Row::new(&s, "policyd", m, "MiB")
+                .lower_is_better()
+                .postwerk(&one("policyd", p))
+                .anchor(&one("proxymap", proxy_rss)),
+        );
+    };
+    rss("RSS idle (vs proxymap after load)", idle[1]);
+    rss("RSS after load", after[1]);
+    rss("RSS after load, no cache", after[0]);
+    drop(uncached);
+    drop(cached);
     drop(postfix);
 }
 
-fn fixture_sql() -> String {
-    let mut sql = String::from("INSERT INTO domains (domain) VALUES ");
-    sql.push_str(
-        &(0..DOMAINS)
-            .map(|d| format!("('d{d}.example')"))
-            .collect::<Vec<_>>()
-            .join(","),
+/// A policyd at log level `info` in its own directory (returned with it:
+/// the daemon's config and log live there).
+fn start_policyd(name: &str, db: &dyn Database, extra: &str) -> (Daemon, PathBuf, TestDir) {
+    let sub_dir = TestDir::new(&format!("bench-policyd-{name}"));
+    let socket = sub_dir.join("policyd.sock");
+    let config = format!(
+        "[database]\nurl = \"{}\"\n\n[policyd]\nsocketmap_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n{extra}",
+        db.reader_url(),
+        socket.display()
     );
-    sql.push_str(
-        ";\nINSERT INTO accounts (username, domain, password, quota, enabled, sendonly) VALUES ",
+    let d = Daemon::start_logging(
+        &sub_dir,
+        "postwerk-policyd",
+        &config,
+        &[Ready::Unix(socket.clone())],
+        "info",
     );
-    let mut rows = Vec::new();
-    for d in 0..DOMAINS {
-        for u in 0..ACCOUNTS_PER_DOMAIN {
-            // every tenth account disabled, every twentieth send-only
-            let enabled = u % 10 != 9;
-            let sendonly = u % 20 == 5;
-            rows.push(format!(
-                "('u{u}','d{d}.example','{{PLAIN}}x',0,{enabled},{sendonly})"
-            ));
+    (d, socket, sub_dir)
+}
+
+/// Postfix `hash:` maps of the fixture (accounts, aliases, domains).
+fn hash_maps(dir: &TestDir, config: &Path, f: &Fixture) -> (String, String, String) {
+    let (a, b, c) = f.hash_sources();
+    let make = |name: &str, text: String| {
+        let path = dir.write(format!("hash-{name}"), text, 0o644);
+        let out = run(
+            Command::new(require("postmap"))
+                .arg("-c")
+                .arg(config)
+                .arg(format!("hash:{}", path.display())),
+            None,
+            Duration::from_secs(300),
+        );
+        if !out.is_success() {
+            panic!("postmap hash:{}: {out}", path.display());
         }
-    }
-    sql.push_str(&rows.join(","));
-    sql.push_str(";\nINSERT INTO aliases (source_username, source_domain, destination_username, destination_domain, enabled) VALUES ");
-    let mut rows = Vec::new();
-    for d in 0..DOMAINS {
-        for a in 0..ACCOUNTS_PER_DOMAIN {
-            rows.push(format!(
-                "('a{a}','d{d}.example','u{a}','d{d}.example',true)"
-            ));
-        }
-        // a distribution list and, in every fifth domain, a catch-all
-        rows.push(format!("('list','d{d}.example','u1','d{d}.example',true)"));
-        rows.push(format!("('list','d{d}.example','u2','d{d}.example',true)"));
-        if d % 5 == 0 {
-            rows.push(format!("(NULL,'d{d}.example','u0','d{d}.example',true)"));
-        }
-    }
-    sql.push_str(&rows.join(","));
-    sql.push(';');
-    sql
+        format!("hash:{}", path.display())
+    };
+    (make("accounts", a), make("aliases", b), make("domains", c))
 }
 
 /// Hits, misses, disabled accounts, catch-all domains, extensions and
-/// unknown domains, deterministically mixed.
-fn mixed_keys() -> Vec<String> {
-    (0..KEYS)
+/// unknown domains, deterministically mixed over the whole fixture.
+fn mixed_keys(f: &Fixture, n: usize) -> Vec<String> {
+    (0..n)
         .map(|i| {
-            let d = (i * 7) % DOMAINS;
+            let d = (i * 7919) % f.domains;
             match i % 10 {
                 0..=2 => format!("u{}@d{d}.example", i % 9),
                 3 | 4 => format!("a{}@d{d}.example", i % 10),
@@ -211,22 +277,10 @@ fn rate(config: &Path, map: &str, keys: &[String]) -> f64 {
     let started = Instant::now();
     let out = run(&mut cmd, Some(input.as_bytes()), Duration::from_secs(600));
     let elapsed = started.elapsed().as_secs_f64();
-    if out.stderr.contains("fatal") {
+    if out.stderr.contains("fatal") || out.stderr.contains("warning") {
         panic!("postmap {map} failed: {}", out.stderr);
     }
     keys.len() as f64 / elapsed
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
-}
-
-fn fmt(v: &[f64]) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(0.0, f64::max);
-    format!("{:.0} ({:.0}–{:.0})", median(v), min, max)
 }
 
 fn netstring(s: &str) -> Vec<u8> {
@@ -302,27 +356,7 @@ fn latency(socket: &Path, map: &str, keys: &[String]) -> (f64, f64) {
         .into_iter()
         .flat_map(|h| h.join().unwrap_or_default())
         .collect();
-    all.sort_by(|a, b| a.total_cmp(b));
+    all.sort_by(f64::total_cmp);
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     (at(0.50), at(0.99))
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned())
-}
-
-fn chrono_like_date() -> String {
-    let out = Command::new("date").arg("+%Y-%m-%d").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "unknown-date".into())
 }
