@@ -14,10 +14,9 @@
 //! back to `user@`, aliases of our domains are followed.
 
 use crate::keys::{self, Algo, Key, KeyError};
-use crate::sign::Signer;
+use crate::sign::{SharedKey, Signer};
 use mail_auth::arc::{ArcSealer, Set};
-use mail_auth::common::crypto::{DkimKey, Sha256, SigningKey};
-use mail_auth::common::headers::{Header, HeaderWriter, Writable};
+use mail_auth::common::headers::{Header, HeaderWriter};
 use mail_auth::dkim::Canonicalization;
 use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult};
 use postwerk_core::address::Address;
@@ -286,22 +285,6 @@ impl Sealer {
             }
             Ok(false)
         })
-    }
-}
-
-/// A shared key as mail-auth's [`SigningKey`].
-struct SharedKey(Arc<Key>);
-
-impl SigningKey for SharedKey {
-    type Hasher = Sha256;
-    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        match &self.0.key {
-            DkimKey::Rsa(k) => k.sign(input),
-            DkimKey::Ed25519(k) => k.sign(input),
-        }
-    }
-    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
-        self.0.key.algorithm()
     }
 }
 

@@ -108,8 +108,9 @@ struct Cached {
     key: Arc<Key>,
 }
 
-/// A shared key as mail-auth's [`SigningKey`].
-struct SharedKey(Arc<Key>);
+/// A shared key as mail-auth's [`SigningKey`] (DKIM signatures and ARC
+/// seals).
+pub(crate) struct SharedKey(pub(crate) Arc<Key>);
 
 impl SigningKey for SharedKey {
     type Hasher = Sha256;

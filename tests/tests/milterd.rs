@@ -33,7 +33,6 @@ const ALIAS: &str = "alias@example.org";
 /// An account of a domain that has no DKIM key.
 const KEYLESS: &str = "info@example.net";
 
-
 fn provision(db: &dyn Database, pw: &Postwerk) {
     let stdin = format!("{PASSWORD}\n");
     for args in [
@@ -48,7 +47,6 @@ fn provision(db: &dyn Database, pw: &Postwerk) {
     }
     db.grant_readers();
 }
-
 
 fn header_count(message: &str, name: &str) -> usize {
     header_values(message, name).len()
