@@ -82,7 +82,7 @@ fn the_guides_rspamd_settings_become_a_valid_postwerk_config() {
         "the guide's arc.conf is carried over completely: {notes}"
     );
     assert!(
-        tables.contains("[milterd.arc]\nseal_forwarded = true\nseal_outgoing = true\nselector = \"2020\"\npath = "),
+        tables.contains("[milterd.arc]\nseal_forwarded = true\nseal_outgoing = false\nselector = \"2020\"\npath = "),
         "ARC sealing with the guide's selector and path: {tables}"
     );
 

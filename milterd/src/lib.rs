@@ -153,7 +153,7 @@
 //! `dns_servers`, `dns_timeout` (default 5s); `[milterd.verify]`:
 //! `enabled`, `authserv_id`, `dmarc_reject_action` (reject / header /
 //! mark), `timeout` (default 30s); `[milterd.arc]`: `seal_forwarded`,
-//! `seal_outgoing` (both default true), `selector`, `path` (default: the
+//! `seal_outgoing` (default true and false, as Rspamd's arc module), `selector`, `path` (default: the
 //! DKIM ones), `seal_error_action` (default tempfail). `[milterd.spam]`: `enabled`, `shadow`,
 //! `redis_url`, `redis_prefix`, `timeout`, `dnsbl_timeout`,
 //! `dnsbl_cache_ttl`, `local_networks`; `[milterd.spam.actions]`: `reject`,

@@ -663,7 +663,7 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
     let keys = dir.mkdir("dkim", 0o750);
     let port = free_port();
     let config = format!(
-        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n[milterd.dkim]\nselector = \"rsa2026\"\npath = \"{}/$domain.$selector.key\"\n\n[milterd.verify]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[milterd.spam]\nenabled = false\n",
+        "[database]\nurl = \"{}\"\n\n[milterd]\nlisten = [\"inet:127.0.0.1:{port}\"]\ndns_servers = [\"{}\"]\ndns_timeout = \"2s\"\n\n[milterd.dkim]\nselector = \"rsa2026\"\npath = \"{}/$domain.$selector.key\"\n\n[milterd.verify]\nauthserv_id = \"{AUTHSERV_ID}\"\n\n[milterd.arc]\nseal_outgoing = true\n\n[milterd.spam]\nenabled = false\n",
         db.reader_url(),
         dns.addr,
         keys.display()
@@ -857,7 +857,8 @@ fn mail_forwarded_off_site_is_arc_sealed_and_chains_verify() {
     assert_eq!(header_count(&stored, "ARC-Seal"), 0, "{stored}");
     assert!(our_results(&stored).contains("arc=none"), "{stored}");
 
-    // Outgoing mail (the guide's arc.conf seals it too): DKIM-signed and
+    // Outgoing mail (sealed here with seal_outgoing = true; the guide's
+    // Rspamd does not, its arc module has sign_authenticated = false): DKIM-signed and
     // sealed with d= the From domain; both verify. (Sent to the alias:
     // the submission service checks a foreign domain in real DNS.)
     let out_msg = Message::new(USER, &["fwd@example.org"], "outgoing sealed");

@@ -361,9 +361,14 @@ pub fn convert(dir: &Path) -> anyhow::Result<Imported> {
     // ARC sealing: Rspamd's arc module has the dkim_signing settings; milterd
     // seals forwarded and outgoing mail with one RSA key (ARC allows one).
     if let Some(a) = read_conf(dir, "arc.conf")? {
+        // Rspamd's defaults: sign_authenticated = false, sign_inbound = true.
+        let outgoing = a
+            .get("sign_authenticated")
+            .and_then(Ucl::as_bool)
+            .unwrap_or(false);
         let _ = writeln!(
             t,
-            "\n[milterd.arc]\nseal_forwarded = true\nseal_outgoing = true"
+            "\n[milterd.arc]\nseal_forwarded = true\nseal_outgoing = {outgoing}"
         );
         if let Some(sel) = a.get("selector") {
             let s = sel.strings();

@@ -349,8 +349,9 @@ pub struct ArcConfig {
     /// domain, so the next hop can trust our `Authentication-Results`.
     pub seal_forwarded: bool,
     /// `seal_outgoing`: seal outgoing (signed) mail too, with `d=` the
-    /// `From:` domain (default true: Rspamd's arc module signs
-    /// authenticated mail with the guide's `arc.conf`).
+    /// `From:` domain (default false, as Rspamd's arc module with the
+    /// guide's `arc.conf`: its `sign_authenticated` and `sign_local` default
+    /// to false; a seal costs a second RSA signature per message).
     pub seal_outgoing: bool,
     /// `selector`: the selector of the sealing key; `None`: the first
     /// `[milterd.dkim]` selector whose key is RSA (RFC 8617 §7 allows only
@@ -601,7 +602,7 @@ fn check_arc(raw: &RawArc, errors: &mut Vec<ConfigError>) -> ArcConfig {
     }
     ArcConfig {
         seal_forwarded: raw.seal_forwarded.unwrap_or(true),
-        seal_outgoing: raw.seal_outgoing.unwrap_or(true),
+        seal_outgoing: raw.seal_outgoing.unwrap_or(false),
         selector: raw.selector.clone(),
         path: raw.path.clone(),
         seal_error_action: action(
@@ -877,8 +878,9 @@ mod tests {
         assert_eq!(c.verify.dmarc_reject_action, DmarcRejectAction::Reject);
         assert!(c.dns_servers.is_empty());
         assert_eq!(c.dns_timeout, DEFAULT_DNS_TIMEOUT);
-        // The guide's arc.conf: the DKIM key and selector, outgoing sealed.
-        assert!(c.arc.seal_forwarded && c.arc.seal_outgoing);
+        // The guide's arc.conf: the DKIM key and selector; forwarded mail
+        // sealed, outgoing not (Rspamd's sign_authenticated = false).
+        assert!(c.arc.seal_forwarded && !c.arc.seal_outgoing);
         assert_eq!(c.arc.selector, None);
         assert_eq!(c.arc.path, None);
         assert_eq!(c.arc.seal_error_action, FailureAction::Tempfail);
