@@ -66,7 +66,7 @@
 //! `dict_listen` (default none), `socket_mode`, `socket_owner`,
 //! `socket_group`, `max_connections`, `idle_timeout`, `shutdown_timeout`,
 //! `auth_failure_delay` (2s), `lookup_timeout` (10s), `verify_parallelism`
-//! (CPUs), `plaintext_on_insecure` (false), `home`
+//! (2 × CPUs), `plaintext_on_insecure` (false), `home`
 //! (`/var/vmail/mailboxes/%d/%n`), `uid`/`gid` (the `vmail` user's),
 //! `login_cache_ttl` (60s, 0 = off), `bruteforce_ip_failures` (10),
 //! `bruteforce_account_failures` (30), `bruteforce_backoff` (10s),

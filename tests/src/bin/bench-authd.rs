@@ -163,8 +163,11 @@ fn main() {
 fn start_authd(db: &dyn Database, name: &str, extra: &str) -> (Daemon, PathBuf, TestDir) {
     let dir = TestDir::new(&format!("bench-authd-{name}"));
     let socket = dir.join("auth.sock");
+    // BENCH_AUTHD_CONFIG: more [authd] lines, for experiments (e.g.
+    // `verify_parallelism = 4`).
+    let experiment = std::env::var("BENCH_AUTHD_CONFIG").unwrap_or_default();
     let config = format!(
-        "[database]\nurl = \"{}\"\n\n[authd]\nauth_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n{extra}",
+        "[database]\nurl = \"{}\"\n\n[authd]\nauth_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\n{extra}{experiment}\n",
         db.reader_url(),
         socket.display()
     );
