@@ -41,9 +41,31 @@ pub const RATE_LIMIT: u32 = 3;
 pub const BRUTEFORCE_IP_FAILURES: u32 = 3;
 /// Rspamd's controller port, where the guide's `rspamc learn_spam` pipes
 /// (no `-h`) send learning requests; milterd's controller takes it over in
-/// the whole guide. Tests that use it are serialized (.config/nextest.toml,
-/// test group `rspamd-controller`).
+/// the whole guide. Tests that use it hold [`lock_rspamd_controller`] (and
+/// nextest also runs them in one test group, .config/nextest.toml).
 pub const RSPAMD_CONTROLLER: u16 = 11334;
+/// Holds Rspamd's controller port for one test: an exclusive flock(2) on
+/// a file in /tmp, so tests that take over 127.0.0.1:11334 wait for each
+/// other whether they run as separate processes (nextest, which also
+/// serializes them by its test group) or as threads of one (`cargo test`).
+#[derive(Debug)]
+pub struct ControllerLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+/// Waits for and takes Rspamd's controller port (see [`ControllerLock`]).
+pub fn lock_rspamd_controller() -> ControllerLock {
+    let path = "/tmp/postwerk-tests-rspamd-controller.lock";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive) {
+        Ok(lock) => ControllerLock(lock),
+        Err((_, e)) => panic!("flock {path}: {e}"),
+    }
+}
+
 /// The GTUBE test string of the guide ("Test spam filter").
 pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 /// The password of [`USER`].
@@ -268,6 +290,8 @@ pub struct Stack {
     /// The Redis keys of milterd's Bayes and policyd's rate limit, in the
     /// whole guide (removed when the stack is dropped).
     pub redis: Option<RedisPrefix>,
+    /// Rspamd's controller port, held until everything above has stopped.
+    pub controller: Option<ControllerLock>,
 }
 
 impl Stack {
@@ -291,6 +315,7 @@ impl Stack {
         extra_main_cf: &[&str],
     ) -> Stack {
         let whole = swap.whole();
+        let controller = whole.then(lock_rspamd_controller);
         let dns = whole.then(Dns::start);
         let redis = whole.then(RedisPrefix::fresh);
         let vmail = dir.join("vmail"); // the tree Dovecot::start makes
@@ -372,6 +397,7 @@ impl Stack {
         stack.milterd = milterd;
         stack.dns = dns;
         stack.redis = redis;
+        stack.controller = controller;
         if swap.lmtpd {
             stack.lmtpd = Some(start_lmtpd(dir, db, stack.dovecot.vmail_dir()));
         }
@@ -415,6 +441,7 @@ impl Stack {
             milterd: None,
             dns: None,
             redis: None,
+            controller: None,
         }
     }
 

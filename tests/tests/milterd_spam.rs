@@ -33,7 +33,9 @@ use postwerk_tests::corpus::{self, Kind, Rng};
 use postwerk_tests::daemon::{Daemon, Ready};
 use postwerk_tests::dns::Dns;
 use postwerk_tests::exec::{Output, poll_until, require, run};
-use postwerk_tests::guide::{GTUBE, RSPAMD_CONTROLLER, Stack, rspamc_learned as learned};
+use postwerk_tests::guide::{
+    GTUBE, RSPAMD_CONTROLLER, Stack, lock_rspamd_controller, rspamc_learned as learned,
+};
 use postwerk_tests::net::free_port;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::redis::RedisPrefix;
@@ -613,6 +615,8 @@ fn redis_down_skips_bayes_and_the_scan_still_answers() {
 
 #[test]
 fn moving_mail_into_spam_over_imap_trains_milterd_through_the_guides_imapsieve_pipes() {
+    // Dropped last: milterd's controller holds the port until then.
+    let _controller = lock_rspamd_controller();
     let dir = TestDir::new("milterd-spam-imapsieve");
     let db = Sqlite::fresh(&dir);
     let redis = RedisPrefix::fresh();
