@@ -249,26 +249,14 @@ impl Sealer {
             *budget -= 1;
             let db = self.signer.db();
             let rows = db.address_rows(addr.local(), addr.domain()).await?;
-            // As in the guide, an account hides every alias of its name.
-            if rows.account.is_some() {
+            // The expansion policyd answers Postfix with (core's).
+            let Some(expansion) = db.expand_alias(addr, rows, &self.delimiter).await? else {
                 return Ok(false);
+            };
+            if expansion.via_base.is_some() {
+                *budget = budget.saturating_sub(1);
             }
-            let mut dests = rows.named.clone();
-            if dests.is_empty() {
-                let (base, detail) = addr.split_detail(&self.delimiter);
-                if detail.is_some() {
-                    *budget = budget.saturating_sub(1);
-                    let base_rows = db.address_rows(base.local(), base.domain()).await?;
-                    if base_rows.account.is_some() {
-                        return Ok(false);
-                    }
-                    dests = base_rows.named;
-                }
-            }
-            if dests.is_empty() {
-                dests = rows.catch_all;
-            }
-            for dest in dests {
+            for dest in expansion.destinations {
                 let Ok(d) = Address::parse(&dest) else {
                     continue;
                 };

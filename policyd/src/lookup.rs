@@ -445,31 +445,19 @@ impl Lookup {
         addr: &Address,
         rows: AddressRows,
     ) -> Result<Option<Vec<String>>, DbError> {
-        // As in the guide, an account hides every alias of its name.
-        if rows.account.is_some() {
+        let Some(e) = self.db.expand_alias(addr, rows, &self.delimiter).await? else {
             return Ok(None);
-        }
-        if !rows.named.is_empty() {
-            return Ok(Some(rows.named));
-        }
-        let (base, detail) = addr.split_detail(&self.delimiter);
-        if let Some(detail) = detail {
-            let base_rows = self.db.address_rows(base.local(), base.domain()).await?;
-            if base_rows.account.is_some() {
-                return Ok(None);
-            }
-            if !base_rows.named.is_empty() {
+        };
+        Ok(Some(match e.via_base {
+            None => e.destinations,
+            Some((base, detail)) => {
                 let ext = extension_of(addr, &base, &detail);
-                return Ok(Some(
-                    base_rows
-                        .named
-                        .iter()
-                        .map(|d| propagate_extension(d, &ext))
-                        .collect(),
-                ));
+                e.destinations
+                    .iter()
+                    .map(|d| propagate_extension(d, &ext))
+                    .collect()
             }
-        }
-        Ok((!rows.catch_all.is_empty()).then_some(rows.catch_all))
+        }))
     }
 
     /// Parses `key` and reads its rows, or `None` when it is no address of

@@ -211,19 +211,13 @@ pub struct AddressRows {
     pub catch_all: Vec<String>,
 }
 
-impl AddressRows {
-    /// Where mail to this address goes by alias, as postwerk decides it:
-    /// named aliases first; the catch-all only when there is neither a
-    /// named alias nor an account. (The guide's query returns the named
-    /// alias's and the catch-all's destinations together, so the catch-all
-    /// box gets a copy of all mail to named aliases.) Empty: not an alias.
-    pub fn alias_destinations(&self) -> &[String] {
-        if !self.named.is_empty() {
-            &self.named
-        } else if self.account.is_none() {
-            &self.catch_all
-        } else {
-            &[]
-        }
-    }
+/// One step of alias expansion ([`Db::expand_alias`](super::Db::expand_alias)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasExpansion {
+    /// The destinations, as stored.
+    pub destinations: Vec<String>,
+    /// `Some((user@domain, tag))` when they are the named aliases of the
+    /// address without its extension (`user+tag@domain` had no rows of
+    /// its own); Postfix then carries the extension over.
+    pub via_base: Option<(crate::address::Address, String)>,
 }

@@ -233,9 +233,50 @@ impl Db {
         )
     }
 
+    /// One step of virtual alias expansion of `addr`, whose own rows are
+    /// `rows`, as postwerk decides it for every daemon (README "Differences
+    /// from the guide"): an account hides every alias of its name; named
+    /// aliases come before the catch-all; `user+tag@` without rows of its
+    /// own takes the named aliases of `user@` (one more query), unless
+    /// `user@` is an account; then the catch-all. `None`: mail to `addr`
+    /// is not aliased.
+    pub async fn expand_alias(
+        &self,
+        addr: &crate::address::Address,
+        rows: AddressRows,
+        delimiter: &str,
+    ) -> Result<Option<AliasExpansion>, DbError> {
+        if rows.account.is_some() {
+            return Ok(None);
+        }
+        if !rows.named.is_empty() {
+            return Ok(Some(AliasExpansion {
+                destinations: rows.named,
+                via_base: None,
+            }));
+        }
+        let (base, detail) = addr.split_detail(delimiter);
+        if let Some(detail) = detail {
+            let base_rows = self.address_rows(base.local(), base.domain()).await?;
+            if base_rows.account.is_some() {
+                return Ok(None);
+            }
+            if !base_rows.named.is_empty() {
+                return Ok(Some(AliasExpansion {
+                    destinations: base_rows.named,
+                    via_base: Some((base, detail)),
+                }));
+            }
+        }
+        Ok((!rows.catch_all.is_empty()).then_some(AliasExpansion {
+            destinations: rows.catch_all,
+            via_base: None,
+        }))
+    }
+
     /// Everything about `user@domain` that decides where its mail goes, in
     /// one round trip: the account of that name and the enabled named and
-    /// catch-all alias rows (see [`AddressRows::alias_destinations`]).
+    /// catch-all alias rows (expanded by [`Db::expand_alias`]).
     pub async fn address_rows(&self, user: &str, domain: &str) -> Result<AddressRows, DbError> {
         let rows = fetch_all!(
             self,
