@@ -811,10 +811,12 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         spam.subject, spam.message_id
     ));
     if swap.whole() {
-        let status = header_line(&stored_spam, "X-Spam-Status")
+        let status = smtp::header_values(&stored_spam, "X-Spam-Status")
+            .into_iter()
+            .next()
             .unwrap_or_else(|| panic!("milterd added no X-Spam-Status:\n{stored_spam}"));
         assert!(
-            header_line(&stored_spam, "X-Spam").as_deref() == Some("Yes"),
+            smtp::header_values(&stored_spam, "X-Spam") == ["Yes"],
             "milterd did not mark the spam X-Spam: Yes:\n{stored_spam}"
         );
         say.note(&format!("  X-Spam: Yes, X-Spam-Status: {status}"));
@@ -856,31 +858,6 @@ pub fn scenario(dir: &TestDir, db: &dyn Database, say: &Narrator, swap: Swap) {
         Ok(_) => panic!("IMAP LOGIN with a wrong password succeeded"),
         Err(text) => say.note(&format!("wrong password at IMAP: refused, {text}")),
     }
-}
-
-/// The value of the first header `name` of a stored message, unfolded.
-fn header_line(message: &str, name: &str) -> Option<String> {
-    let mut found: Option<String> = None;
-    for line in message.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            break;
-        }
-        if let Some(v) = found.as_mut() {
-            if line.starts_with([' ', '\t']) {
-                v.push(' ');
-                v.push_str(line.trim());
-                continue;
-            }
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':')
-            && n.eq_ignore_ascii_case(name)
-        {
-            found = Some(v.trim().to_owned());
-        }
-    }
-    found
 }
 
 /// `learned: N` of statfile `symbol` in `rspamc stat` (to localhost, as the

@@ -257,3 +257,31 @@ s.quit()
     let text = format!("{}{}", out.stdout, out.stderr);
     (out.stdout.starts_with("accepted"), text)
 }
+
+/// The values of header `name` of a stored message, in order, unfolded
+/// (continuation lines joined with one space) and trimmed.
+pub fn header_values(message: &str, name: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<String> = None;
+    for line in message.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(c) = current.as_mut() {
+                c.push(' ');
+                c.push_str(line.trim());
+            }
+            continue;
+        }
+        out.extend(current.take());
+        if let Some((n, v)) = line.split_once(':')
+            && n.eq_ignore_ascii_case(name)
+        {
+            current = Some(v.trim().to_owned());
+        }
+    }
+    out.extend(current);
+    out
+}

@@ -39,7 +39,7 @@ use postwerk_tests::guide::{
 use postwerk_tests::net::free_port;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::redis::RedisPrefix;
-use postwerk_tests::smtp::Message;
+use postwerk_tests::smtp::{Message, header_values};
 use postwerk_tests::{Database, Sqlite, TestDir};
 
 const PASSWORD: &str = "s3cret pass";
@@ -55,33 +55,6 @@ fn provision(db: &dyn Database, pw: &Postwerk) {
         pw.run(args, Some(&stdin));
     }
     db.grant_readers();
-}
-
-/// The unfolded values of header `name` of a stored message.
-fn header_values(message: &str, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut current: Option<String> = None;
-    for line in message.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(c) = current.as_mut() {
-                c.push(' ');
-                c.push_str(line.trim());
-            }
-            continue;
-        }
-        out.extend(current.take());
-        if let Some((n, v)) = line.split_once(':')
-            && n.eq_ignore_ascii_case(name)
-        {
-            current = Some(v.trim().to_owned());
-        }
-    }
-    out.extend(current);
-    out
 }
 
 fn one_header(message: &str, name: &str) -> String {
