@@ -14,6 +14,7 @@
 //! back to `user@`, aliases of our domains are followed.
 
 use crate::keys::{self, Algo, Key, KeyError};
+use crate::lookups::TtlCache;
 use crate::sign::{SharedKey, Signer};
 use mail_auth::arc::{ArcSealer, Set};
 use mail_auth::common::headers::{Header, HeaderWriter};
@@ -115,17 +116,28 @@ pub struct Sealer {
     dkim: DkimConfig,
     signer: Arc<Signer>,
     delimiter: String,
+    /// Per recipient (lower case): `Some(domain)` when it is an alias of
+    /// ours that forwards off-site, else `None`.
+    forwards: TtlCache<Option<String>>,
 }
 
 impl Sealer {
     /// A sealer sharing `signer`'s keys and database; `delimiter` is
     /// `[mail].recipient_delimiter`.
-    pub fn new(cfg: ArcConfig, signer: Arc<Signer>, delimiter: String) -> Self {
+    /// The forwarding answers are reused for `lookup_ttl`, as the
+    /// signer's domain answers.
+    pub fn new(
+        cfg: ArcConfig,
+        signer: Arc<Signer>,
+        delimiter: String,
+        lookup_ttl: Duration,
+    ) -> Self {
         Sealer {
             dkim: signer.config().clone(),
             cfg,
             signer,
             delimiter,
+            forwards: TtlCache::new(lookup_ttl),
         }
     }
 
@@ -214,12 +226,27 @@ impl Sealer {
             let Ok(addr) = Address::parse(rcpt) else {
                 continue;
             };
-            if !self.is_ours(addr.domain(), &mut budget).await? {
-                continue;
-            }
-            let mut seen = vec![addr.clone()];
-            if self.leaves(&addr, &mut seen, &mut budget, 0).await? {
-                return Ok(Some(addr.domain().to_owned()));
+            let key = addr.to_string();
+            let forwards = match self.forwards.get(&key) {
+                Some(known) => known,
+                None => {
+                    let found = if self.is_ours(addr.domain(), &mut budget).await? {
+                        let mut seen = vec![addr.clone()];
+                        self.leaves(&addr, &mut seen, &mut budget, 0)
+                            .await?
+                            .then(|| addr.domain().to_owned())
+                    } else {
+                        None
+                    };
+                    // An answer cut short by the budget is not kept.
+                    if budget > 0 {
+                        self.forwards.put(&key, found.clone());
+                    }
+                    found
+                }
+            };
+            if forwards.is_some() {
+                return Ok(forwards);
             }
         }
         Ok(None)
@@ -230,7 +257,7 @@ impl Sealer {
             return Ok(false);
         }
         *budget -= 1;
-        self.signer.db().domain_exists(domain).await
+        self.signer.domain_exists(domain).await
     }
 
     /// Whether mail to `addr` (of our domain) is forwarded off-site.
@@ -404,9 +431,14 @@ mod tests {
             .await
             .unwrap();
         }
-        let signer = Arc::new(Signer::new(cfg.milterd.dkim.clone(), db, 1));
+        let signer = Arc::new(Signer::new(cfg.milterd.dkim.clone(), db, 1, Duration::ZERO));
         (
-            Sealer::new(cfg.milterd.arc.clone(), signer, "+".to_owned()),
+            Sealer::new(
+                cfg.milterd.arc.clone(),
+                signer,
+                "+".to_owned(),
+                Duration::ZERO,
+            ),
             dir,
         )
     }

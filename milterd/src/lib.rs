@@ -146,7 +146,10 @@
 //! `max_connections`, `idle_timeout`, `shutdown_timeout`,
 //! `trusted_networks`, `originating_daemon_name`, `max_header_size`,
 //! `max_headers`, `max_message_size`, `error_action` (accept / tempfail /
-//! reject, default accept), `sign_parallelism`; `[milterd.dkim]`: `sign`,
+//! reject, default accept), `sign_parallelism`, `lookup_cache_ttl`
+//! (default 10s: how long "is this domain ours?" and "does this recipient
+//! forward off-site?" answers of the database are reused; 0 = never, at
+//! most 5m; a new domain is signed for within this time); `[milterd.dkim]`: `sign`,
 //! `selector` (one or a list), `path`, `allow_username_mismatch`,
 //! `sign_headers`, `oversign_headers`, `sign_error_action` (default
 //! tempfail: a domain with a key never silently leaves unsigned).
@@ -199,6 +202,7 @@ pub mod arc;
 pub mod controller;
 pub mod filter;
 pub mod keys;
+pub mod lookups;
 pub mod reply;
 pub mod session;
 pub mod sign;
@@ -260,13 +264,19 @@ pub enum SharedError {
 pub fn shared(cfg: &Config) -> Result<Arc<Shared>, SharedError> {
     let db = Db::connect_lazy(&cfg.database, false)?;
     let m = &cfg.milterd;
-    let signer = Arc::new(Signer::new(m.dkim.clone(), db, m.sign_parallelism));
+    let signer = Arc::new(Signer::new(
+        m.dkim.clone(),
+        db,
+        m.sign_parallelism,
+        m.lookup_cache_ttl,
+    ));
     Ok(Arc::new(Shared {
         cfg: m.clone(),
         sealer: Arc::new(arc::Sealer::new(
             m.arc.clone(),
             Arc::clone(&signer),
             cfg.mail.recipient_delimiter.clone(),
+            m.lookup_cache_ttl,
         )),
         signer,
         verifier: Arc::new(Verifier::new(m)?),

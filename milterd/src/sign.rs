@@ -5,8 +5,9 @@
 //! relaxed/relaxed. Knows nothing about milter packets.
 
 use crate::keys::{self, Key, KeyError};
+use crate::lookups::TtlCache;
 use bytes::Bytes;
-use mail_auth::common::crypto::{Algorithm, DkimKey, Sha256, SigningKey};
+use mail_auth::common::crypto::{Algorithm, Sha256, SigningKey};
 use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use postwerk_core::config::milterd::DkimConfig;
@@ -115,10 +116,11 @@ pub(crate) struct SharedKey(pub(crate) Arc<Key>);
 impl SigningKey for SharedKey {
     type Hasher = Sha256;
     fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
-        match &self.0.key {
-            DkimKey::Rsa(k) => k.sign(input),
-            DkimKey::Ed25519(k) => k.sign(input),
-        }
+        let mut data = Vec::with_capacity(1024);
+        input.write(&mut data);
+        self.0.sign(&data).map_err(|e| {
+            mail_auth::Error::Crypto(mail_auth::common::crypto::CryptoError::Library(e))
+        })
     }
     fn algorithm(&self) -> Algorithm {
         self.0.key.algorithm()
@@ -131,6 +133,8 @@ pub struct Signer {
     db: Db,
     cache: Mutex<HashMap<PathBuf, Cached>>,
     permits: Semaphore,
+    /// "Is this domain ours?", per domain.
+    domains: TtlCache<bool>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -170,14 +174,27 @@ pub fn from_domain(value: &[u8]) -> Option<String> {
 }
 
 impl Signer {
-    /// A signer; `parallelism` bounds the signatures computed at once.
-    pub fn new(cfg: DkimConfig, db: Db, parallelism: usize) -> Self {
+    /// A signer; `parallelism` bounds the signatures computed at once;
+    /// the database's answers about domains are reused for `lookup_ttl`.
+    pub fn new(cfg: DkimConfig, db: Db, parallelism: usize, lookup_ttl: Duration) -> Self {
         Signer {
             cfg,
             db,
             cache: Mutex::new(HashMap::new()),
             permits: Semaphore::new(parallelism.max(1)),
+            domains: TtlCache::new(lookup_ttl),
         }
+    }
+
+    /// Whether `domain` (normalized) is in the `domains` table, from the
+    /// lookup cache when it was asked within the TTL.
+    pub async fn domain_exists(&self, domain: &str) -> Result<bool, DbError> {
+        if let Some(known) = self.domains.get(domain) {
+            return Ok(known);
+        }
+        let exists = self.db.domain_exists(domain).await?;
+        self.domains.put(domain, exists);
+        Ok(exists)
     }
 
     /// The config in use.
@@ -212,7 +229,7 @@ impl Signer {
                 }));
             }
         }
-        match tokio::time::timeout(LOOKUP_TIMEOUT, self.db.domain_exists(&domain)).await {
+        match tokio::time::timeout(LOOKUP_TIMEOUT, self.domain_exists(&domain)).await {
             Err(_) => return Err(SignError::Timeout(LOOKUP_TIMEOUT)),
             Ok(Err(e)) => return Err(SignError::Db(e)),
             Ok(Ok(false)) => return Ok(Outcome::Unsigned(Skip::NotOurDomain(domain))),

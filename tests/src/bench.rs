@@ -353,15 +353,24 @@ pub fn tree_rss_mib(pid: u32) -> f64 {
 /// CPU seconds (user + system) used so far by the process tree under
 /// `pid` (of live processes; Postfix and Dovecot keep their workers).
 pub fn tree_cpu_secs(pid: u32) -> f64 {
+    let (user, system) = tree_cpu_split(pid);
+    user + system
+}
+
+/// User and system CPU seconds of `pid` and its descendants, apart.
+pub fn tree_cpu_split(pid: u32) -> (f64, f64) {
     // USER_HZ is 100 on every Linux architecture Debian ships.
-    process_tree(pid)
+    let (user, system) = process_tree(pid)
         .into_iter()
         .filter_map(|p| {
             let f = stat_fields(p)?;
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            Some((
+                f.get(11)?.parse::<u64>().ok()?,
+                f.get(12)?.parse::<u64>().ok()?,
+            ))
         })
-        .sum::<u64>() as f64
-        / 100.0
+        .fold((0u64, 0u64), |(u, s), (a, b)| (u + a, s + b));
+    (user as f64 / 100.0, system as f64 / 100.0)
 }
 
 /// The pid in a pid file.

@@ -29,6 +29,7 @@ const RCODE_SERVFAIL: u8 = 2;
 const RCODE_NXDOMAIN: u8 = 3;
 const RCODE_NOTIMP: u8 = 4;
 const TTL: u32 = 60;
+const TYPE_SOA: u16 = 6;
 
 /// The records of the test zones.
 #[derive(Debug, Default, Clone)]
@@ -38,6 +39,10 @@ struct Zone {
     /// Records of the other types, as (name, type) → RDATA in wire form.
     other: HashMap<(String, u16), Vec<Vec<u8>>>,
     servfail: Vec<String>,
+    /// With a value, NXDOMAIN and NODATA answers carry an SOA record with
+    /// this negative TTL (RFC 2308 §3), as real zones' answers do, so
+    /// resolvers may cache them.
+    negative_ttl: Option<u32>,
 }
 
 impl Zone {
@@ -107,6 +112,14 @@ impl Dns {
             };
         }
         panic!("no free port for the test DNS server on 127.0.0.1");
+    }
+
+    /// From now on NXDOMAIN and NODATA answers carry an SOA record with a
+    /// negative TTL of `ttl` seconds, as real zones do (without it,
+    /// resolvers do not cache them: RFC 2308 §5).
+    pub fn negative_caching(&self, ttl: u32) -> &Dns {
+        self.lock().negative_ttl = Some(ttl);
+        self
     }
 
     /// Adds a TXT record (`v=spf1 -all`); the value is split into
@@ -314,6 +327,18 @@ fn answer(query: &[u8], zone: &Zone, is_udp: bool) -> Option<Vec<u8>> {
             }
         }
     }
+    // RFC 2308 §3: the SOA of the zone in the authority section; its
+    // owner here is the asked name (the test zones have no apex).
+    let soa = zone
+        .negative_ttl
+        .filter(|_| opcode == 0 && (rcode == RCODE_NXDOMAIN || (rcode == 0 && answers.is_empty())))
+        .map(|ttl| {
+            let mut rdata = vec![0u8, 0u8]; // MNAME and RNAME: the root
+            for v in [1u32, 3600, 600, 86400, ttl] {
+                rdata.extend_from_slice(&v.to_be_bytes());
+            }
+            (ttl, rdata)
+        });
     let build = |answers: &[(u16, Vec<u8>)], truncated: bool| {
         let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&header[..2]); // ID
@@ -324,13 +349,19 @@ fn answer(query: &[u8], zone: &Zone, is_udp: bool) -> Option<Vec<u8>> {
         out.push(rcode);
         out.extend_from_slice(&1u16.to_be_bytes());
         out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
+        let authority = soa.as_ref().filter(|_| !truncated);
+        out.extend_from_slice(&u16::from(authority.is_some()).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(question);
-        for (rtype, rdata) in answers {
+        let records = answers
+            .iter()
+            .map(|(rtype, rdata)| (*rtype, TTL, rdata))
+            .chain(authority.map(|(ttl, rdata)| (TYPE_SOA, *ttl, rdata)));
+        for (rtype, ttl, rdata) in records {
             out.extend_from_slice(&[0xc0, 0x0c]); // the name of the question
             out.extend_from_slice(&rtype.to_be_bytes());
             out.extend_from_slice(&CLASS_IN.to_be_bytes());
-            out.extend_from_slice(&TTL.to_be_bytes());
+            out.extend_from_slice(&ttl.to_be_bytes());
             out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
             out.extend_from_slice(rdata);
         }
@@ -381,6 +412,31 @@ mod tests {
         let r = answer(&query("big.test", TYPE_TXT), &zone, false).unwrap();
         assert_eq!(u16_at(&r, 6), Some(1));
         assert!(answer(&[1, 2, 3], &zone, true).is_none());
+    }
+
+    #[test]
+    fn negative_answers_carry_an_soa_when_asked() {
+        let mut zone = Zone::default();
+        zone.txt.insert("a.test".into(), vec!["v=spf1 -all".into()]);
+        // Off by default: no authority record.
+        let r = answer(&query("none.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!(u16_at(&r, 8), Some(0));
+        zone.negative_ttl = Some(300);
+        for (name, qtype, rcode) in [
+            ("none.test", TYPE_TXT, RCODE_NXDOMAIN),
+            ("a.test", TYPE_A, 0),
+        ] {
+            let r = answer(&query(name, qtype), &zone, true).unwrap();
+            assert_eq!(
+                (r[3] & 0x0f, u16_at(&r, 6), u16_at(&r, 8)),
+                (rcode, Some(0), Some(1))
+            );
+            // The SOA's MINIMUM, last in the message, is the negative TTL.
+            assert!(r.ends_with(&300u32.to_be_bytes()), "{r:?}");
+        }
+        // A positive answer has none.
+        let r = answer(&query("a.test", TYPE_TXT), &zone, true).unwrap();
+        assert_eq!((u16_at(&r, 6), u16_at(&r, 8)), (Some(1), Some(0)));
     }
 
     #[test]

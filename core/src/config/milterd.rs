@@ -72,6 +72,11 @@ pub const DEFAULT_OVERSIGN_HEADERS: &[&str] = &["From", "To", "Subject"];
 /// How long one DNS query may take before it counts as a timeout (the
 /// verification result becomes `temperror`).
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default `lookup_cache_ttl`: a domain added to the database is signed
+/// for within this time.
+pub const DEFAULT_LOOKUP_CACHE_TTL: Duration = Duration::from_secs(10);
+/// Longest `lookup_cache_ttl`.
+pub const MAX_LOOKUP_CACHE_TTL: Duration = Duration::from_secs(300);
 /// How long the whole verification of one message (SPF, DKIM, DMARC) may
 /// take; what is not done by then is `temperror`. Well below Postfix's
 /// `milter_content_timeout` (300 s).
@@ -288,6 +293,7 @@ daemon_raw! {
         pub max_message_size: Option<usize>,
         pub error_action: Option<String>,
         pub sign_parallelism: Option<usize>,
+        pub lookup_cache_ttl: Option<String>,
         pub dns_servers: Option<Vec<String>>,
         pub dns_timeout: Option<String>,
         pub dkim: Option<RawDkim>,
@@ -392,6 +398,10 @@ pub struct MilterdConfig {
     pub error_action: FailureAction,
     /// `sign_parallelism`: signatures computed at once (default: CPUs).
     pub sign_parallelism: usize,
+    /// `lookup_cache_ttl`: how long an answer of the database (is this
+    /// domain ours? does this recipient forward off-site?) is reused
+    /// (default 10s, 0 = ask every time, at most 5m).
+    pub lookup_cache_ttl: Duration,
     /// `dns_servers`: the resolvers asked for SPF, DKIM and DMARC
     /// records, `ADDRESS` or `ADDRESS:PORT` (default: /etc/resolv.conf).
     pub dns_servers: Vec<SocketAddr>,
@@ -717,6 +727,28 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
             1024,
             errors,
         ),
+        lookup_cache_ttl: match raw
+            .lookup_cache_ttl
+            .as_deref()
+            .map(super::units::parse_duration)
+        {
+            None => DEFAULT_LOOKUP_CACHE_TTL,
+            Some(Ok(d)) if d <= MAX_LOOKUP_CACHE_TTL => d,
+            Some(Ok(_)) => {
+                errors.push(ConfigError::new(
+                    "[milterd].lookup_cache_ttl",
+                    format!(
+                        "at most {}",
+                        super::units::format_duration(MAX_LOOKUP_CACHE_TTL)
+                    ),
+                ));
+                DEFAULT_LOOKUP_CACHE_TTL
+            }
+            Some(Err(e)) => {
+                errors.push(ConfigError::new("[milterd].lookup_cache_ttl", e));
+                DEFAULT_LOOKUP_CACHE_TTL
+            }
+        },
         dns_servers: check_dns_servers(raw.dns_servers.as_deref().unwrap_or(&[]), errors),
         dns_timeout: check_duration(
             "[milterd].dns_timeout",
@@ -783,6 +815,10 @@ pub fn describe(m: &MilterdConfig) -> Vec<(String, String)> {
         (
             "[milterd].sign_parallelism".to_owned(),
             m.sign_parallelism.to_string(),
+        ),
+        (
+            "[milterd].lookup_cache_ttl".to_owned(),
+            super::units::format_duration(m.lookup_cache_ttl),
         ),
         ("[milterd].dkim.sign".to_owned(), d.sign.to_string()),
         ("[milterd].dkim.selector".to_owned(), d.selectors.join(", ")),
@@ -932,6 +968,8 @@ mod tests {
             ),
             ("error_action = \"maybe\"", "[milterd].error_action"),
             ("max_headers = 1", "[milterd].max_headers"),
+            ("lookup_cache_ttl = \"1h\"", "[milterd].lookup_cache_ttl"),
+            ("lookup_cache_ttl = \"soon\"", "[milterd].lookup_cache_ttl"),
             ("[dkim]\nselector = \"a b\"", "[milterd.dkim].selector"),
             (
                 "[dkim]\npath = \"keys/$selector.key\"",

@@ -16,8 +16,8 @@
 //! smtpd_milters=…`), so a round switches setups without restarting
 //! anything. Also CPU seconds per 1,000 messages and resident memory idle
 //! and after the load of every milter (Rspamd: all its processes), and the
-//! raw signing rate of ring (milterd's primitive, through mail-auth)
-//! against `openssl speed` (RSA-2048, Ed25519), one core each.
+//! raw signing rate of milterd's signer (OpenSSL for RSA, ring for
+//! Ed25519) against `openssl speed` (RSA-2048, Ed25519), one core each.
 //!
 //! Part of `bench/run` (BENCH_SCALE, BENCH_QUICK, BENCH_OUT: see
 //! `postwerk_tests::bench`); `bench/milterd.sh` runs it alone. The Postfix
@@ -53,6 +53,7 @@ const SELECTOR: &str = "2020";
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
     NoMilter,
+    TrivialMilter,
     MilterdSign,
     OpenDkimSign,
     MilterdScanTcp,
@@ -61,8 +62,9 @@ enum Setup {
     RspamdScanUnix,
 }
 
-const SETUPS: [Setup; 7] = [
+const SETUPS: [Setup; 8] = [
     Setup::NoMilter,
+    Setup::TrivialMilter,
     Setup::MilterdSign,
     Setup::OpenDkimSign,
     Setup::MilterdScanTcp,
@@ -75,6 +77,7 @@ impl Setup {
     fn name(self) -> &'static str {
         match self {
             Setup::NoMilter => "no milter",
+            Setup::TrivialMilter => "trivial milter",
             Setup::MilterdSign => "milterd sign",
             Setup::OpenDkimSign => "OpenDKIM sign",
             Setup::MilterdScanTcp => "milterd scan, TCP",
@@ -85,7 +88,10 @@ impl Setup {
     }
 
     fn is_signing(self) -> bool {
-        matches!(self, Setup::MilterdSign | Setup::OpenDkimSign)
+        matches!(
+            self,
+            Setup::MilterdSign | Setup::OpenDkimSign | Setup::TrivialMilter
+        )
     }
 }
 
@@ -143,17 +149,100 @@ impl Drop for Proc {
     }
 }
 
+/// The bound of any milter: a milter that does no work. It negotiates
+/// the steps milterd asks for (connect to end of message, no replies
+/// before end of headers, header values with their leading space), reads
+/// every packet, and at end of message adds one header field, as a
+/// signing milter does, then accepts. One thread per connection, blocking
+/// I/O, no allocation per packet beyond the read buffer, quick ACKs.
+fn trivial_milter(port: u16) {
+    use std::io::{Read, Write};
+    // SMFIP_*: NOUNKNOWN, NODATA, NR_CONN, NR_HELO, NR_MAIL, NR_RCPT,
+    // NR_HDR, NR_BODY, HDR_LEADSPC (milter.md).
+    const PROTO: u32 =
+        0x100 | 0x200 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x80 | 0x80000 | 0x100000;
+    const ACTIONS: u32 = 0x01; // SMFIF_ADDHDRS
+    fn packet(out: &mut Vec<u8>, cmd: u8, data: &[u8]) {
+        out.extend_from_slice(&u32::try_from(data.len() + 1).unwrap_or(0).to_be_bytes());
+        out.push(cmd);
+        out.extend_from_slice(data);
+    }
+    fn serve(mut conn: std::net::TcpStream) -> std::io::Result<()> {
+        conn.set_nodelay(true)?;
+        let mut buf = Vec::with_capacity(65_600);
+        let mut out = Vec::with_capacity(256);
+        loop {
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len)?;
+            let len = u32::from_be_bytes(len) as usize;
+            if len == 0 || len > 1 << 20 {
+                return Ok(());
+            }
+            buf.resize(len, 0);
+            conn.read_exact(&mut buf)?;
+            // Postfix writes the packets that need no reply with Nagle's
+            // algorithm on: without quick ACKs each waits for a delayed
+            // ACK (40 ms). milterd does the same (session.rs).
+            let _ = socket2::SockRef::from(&conn).set_tcp_quickack(true);
+            out.clear();
+            match buf[0] {
+                b'O' => {
+                    let offered = buf
+                        .get(9..13)
+                        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    let mut data = Vec::with_capacity(12);
+                    data.extend_from_slice(&6u32.to_be_bytes());
+                    data.extend_from_slice(&ACTIONS.to_be_bytes());
+                    data.extend_from_slice(&(PROTO & offered).to_be_bytes());
+                    packet(&mut out, b'O', &data);
+                }
+                b'N' => packet(&mut out, b'c', &[]),
+                b'E' => {
+                    packet(&mut out, b'h', b"X-Bench\0 trivial milter\0");
+                    packet(&mut out, b'a', &[]);
+                }
+                b'Q' => return Ok(()),
+                // Macros, connect, HELO, MAIL, RCPT, headers, body,
+                // abort: no reply (negotiated).
+                _ => {}
+            }
+            if !out.is_empty() {
+                conn.write_all(&out)?;
+            }
+        }
+    }
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("trivial milter on port {port}: {e}"));
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || serve(conn));
+        }
+    });
+}
+
 fn milterd(dir: &TestDir, name: &str, config: &str, ready: Result<u16, &Path>) -> Proc {
     let path = dir.write(format!("{name}.toml"), config, 0o644);
+    // BENCH_MILTERD_WRAP: a command line to run milterd under, for
+    // profiling (e.g. "valgrind --tool=callgrind
+    // --callgrind-out-file=/tmp/cg.%p"); readiness then waits longer.
+    let wrap = std::env::var("BENCH_MILTERD_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.args(words).arg(workspace_binary("postwerk-milterd"));
+            c
+        }
+        None => Command::new(workspace_binary("postwerk-milterd")),
+    };
     let mut p = Proc::spawn(
-        Command::new(workspace_binary("postwerk-milterd"))
-            .env("POSTWERK_ALLOW_ROOT", "1")
+        cmd.env("POSTWERK_ALLOW_ROOT", "1")
             .env("RUST_LOG", "info")
             .arg("--config")
             .arg(path),
         dir.join(format!("{name}.log")),
     );
-    p.wait_ready(name, ready, Duration::from_secs(30));
+    p.wait_ready(name, ready, Duration::from_secs(120));
     p
 }
 
@@ -326,34 +415,18 @@ fn openssl_speed(alg: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Signatures/s of ring over a SHA-256-sized input on one core: RSA-2048
-/// PKCS#1 v1.5 with the bench's key (`der`, PKCS#8) or a fresh Ed25519 key.
-fn ring_speed(label: &str, der: &[u8], cell: Duration) -> f64 {
-    use ring::rand::SystemRandom;
-    use ring::signature::{Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
-    let rng = SystemRandom::new();
-    let msg = [0x5au8; 64];
+/// Signatures/s of milterd's signer (`postwerk_milterd::keys::Key::sign`:
+/// OpenSSL for RSA, ring for Ed25519) over a DKIM-sized signing input on
+/// one core, with the key file at `path`.
+fn milterd_speed(path: &Path, cell: Duration) -> f64 {
+    let Ok(key) = postwerk_milterd::keys::load(path) else {
+        return 0.0;
+    };
+    let msg = [0x5au8; 600];
     let started = Instant::now();
     let mut n = 0u64;
-    if label == "RSA-2048" {
-        let Ok(key) = RsaKeyPair::from_pkcs8(der) else {
-            return 0.0;
-        };
-        let mut sig = vec![0u8; key.public().modulus_len()];
-        while started.elapsed() < cell {
-            if key.sign(&RSA_PKCS1_SHA256, &rng, &msg, &mut sig).is_ok() {
-                n += 1;
-            }
-        }
-    } else {
-        let Ok(doc) = Ed25519KeyPair::generate_pkcs8(&rng) else {
-            return 0.0;
-        };
-        let Ok(key) = Ed25519KeyPair::from_pkcs8(doc.as_ref()) else {
-            return 0.0;
-        };
-        while started.elapsed() < cell {
-            std::hint::black_box(key.sign(&msg));
+    while started.elapsed() < cell {
+        if std::hint::black_box(key.sign(&msg)).is_ok() {
             n += 1;
         }
     }
@@ -377,6 +450,9 @@ fn main() {
     bench::load_mariadb(&db, &fixture.sql("{PLAIN}x"));
     db.grant_readers();
     let dns = Dns::start();
+    // Real zones' negative answers carry an SOA, so both milters' resolvers
+    // may cache them (SPF/DMARC lookups of the sender's domain).
+    dns.negative_caching(300);
     let redis = RedisPrefix::fresh();
     let rspamd_redis = RedisPrefix::fresh();
     let tls = TestCa::new(&dir);
@@ -414,6 +490,8 @@ fn main() {
         ),
         Ok(sign_port),
     );
+    let trivial_port = free_port();
+    trivial_milter(trivial_port);
     let odkim_port = free_port();
     let odkim = opendkim(&dir, odkim_port, &key);
     let scan_port = free_port();
@@ -444,6 +522,7 @@ fn main() {
     let milter_of = |setup: Setup| -> Option<String> {
         match setup {
             Setup::NoMilter => None,
+            Setup::TrivialMilter => Some(format!("inet:127.0.0.1:{trivial_port}")),
             Setup::MilterdSign => Some(format!("inet:127.0.0.1:{sign_port}")),
             Setup::OpenDkimSign => Some(format!("inet:127.0.0.1:{odkim_port}")),
             Setup::MilterdScanTcp => Some(format!("inet:127.0.0.1:{scan_port}")),
@@ -482,7 +561,7 @@ fn main() {
     }
     let pid_of = |setup: Setup| -> Option<u32> {
         match setup {
-            Setup::NoMilter => None,
+            Setup::NoMilter | Setup::TrivialMilter => None,
             Setup::MilterdSign => Some(sign.pid()),
             Setup::OpenDkimSign => Some(odkim.pid()),
             Setup::MilterdScanTcp | Setup::MilterdScanUnix => Some(scan.pid()),
@@ -508,15 +587,19 @@ fn main() {
             for k in 0..n {
                 let i = (k + round + si) % n;
                 let setup = SETUPS[i];
-                let before = pid_of(setup).map_or(0.0, bench::tree_cpu_secs);
+                let before = pid_of(setup).map_or((0.0, 0.0), bench::tree_cpu_split);
                 let (r, note) = source(ports[i], sessions, count, sender(setup));
-                cpu_used[i] += pid_of(setup).map_or(0.0, bench::tree_cpu_secs) - before;
+                let after = pid_of(setup).map_or((0.0, 0.0), bench::tree_cpu_split);
+                let (user, system) = (after.0 - before.0, after.1 - before.1);
+                cpu_used[i] += user + system;
                 println!(
-                    "  round {round}: {} with {sessions} sessions: {r:.0} msgs/s{}",
+                    "  round {round}: {} with {sessions} sessions: {r:.0} msgs/s{} (CPU ms/msg: user {:.2}, system {:.2})",
                     setup.name(),
                     note.as_deref()
                         .map(|n| format!(" ({n})"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    user * 1000.0 / count as f64,
+                    system * 1000.0 / count as f64,
                 );
                 if let Some(n) = note {
                     notes.push(format!("{}, {sessions} sessions: {n}", setup.name()));
@@ -553,6 +636,19 @@ fn main() {
             );
         }
         for p in [Setup::MilterdSign, Setup::MilterdScanTcp] {
+            s.emit(
+                &Row::new(
+                    &s,
+                    "milter",
+                    &format!(
+                        "Postfix msgs/s, {}, {sessions} sessions (bound: trivial milter)",
+                        p.name()
+                    ),
+                    "msgs/s",
+                )
+                .postwerk(&rates[idx(p)][si])
+                .anchor(&rates[idx(Setup::TrivialMilter)][si]),
+            );
             s.emit(
                 &Row::new(
                     &s,
@@ -599,22 +695,22 @@ fn main() {
         }
     }
     if s.scale == 1 {
-        // The primitive: signatures/s of ring (what milterd signs with,
-        // through mail-auth) against `openssl speed`, one core each.
+        // The primitive: signatures/s of milterd's signer against
+        // `openssl speed`, one core each.
         let cell = Duration::from_millis(s.pick(2_000, 700));
-        let der_path = dir.join("key.der");
+        let ed_path = dir.join("ed25519.key");
         let _ = Command::new(require("openssl"))
-            .args(["pkcs8", "-topk8", "-nocrypt", "-outform", "DER", "-in"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&der_path)
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&ed_path)
             .status();
-        let der = std::fs::read(&der_path).unwrap_or_default();
-        for (alg, label) in [("rsa2048", "RSA-2048"), ("ed25519", "Ed25519")] {
-            let mut ours = Series::new("ring (milterd)");
+        for (alg, label, path) in [
+            ("rsa2048", "RSA-2048", &key),
+            ("ed25519", "Ed25519", &ed_path),
+        ] {
+            let mut ours = Series::new("milterd's signer");
             let mut theirs = Series::new("openssl speed");
             for _ in 0..s.rounds {
-                ours.push(ring_speed(label, &der, cell));
+                ours.push(milterd_speed(path, cell));
                 theirs.push(openssl_speed(alg));
             }
             s.emit(
