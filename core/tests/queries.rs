@@ -616,6 +616,77 @@ async fn change_probe_sees_every_write(db: &Db) {
     );
 }
 
+/// A transaction holding one uncommitted write, on any backend.
+enum OpenWrite {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    MySql(sqlx::Transaction<'static, sqlx::MySql>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl OpenWrite {
+    async fn begin(db: &Db, sql: &'static str) -> OpenWrite {
+        match db {
+            Db::Sqlite(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query(sql).execute(&mut *tx).await.unwrap();
+                OpenWrite::Sqlite(tx)
+            }
+            Db::MySql(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query(sql).execute(&mut *tx).await.unwrap();
+                OpenWrite::MySql(tx)
+            }
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await.unwrap();
+                sqlx::query(sql).execute(&mut *tx).await.unwrap();
+                OpenWrite::Postgres(tx)
+            }
+        }
+    }
+
+    async fn commit(self) {
+        match self {
+            OpenWrite::Sqlite(tx) => tx.commit().await.unwrap(),
+            OpenWrite::MySql(tx) => tx.commit().await.unwrap(),
+            OpenWrite::Postgres(tx) => tx.commit().await.unwrap(),
+        }
+    }
+}
+
+/// The probe skips its checksum while the server's write position (InnoDB
+/// log sequence number, PostgreSQL snapshot) stands still; it must still
+/// see a write after such a skip, and a commit that comes long after its
+/// write. Settle time zero: the skip applies from the second call on.
+async fn change_probe_sees_writes_after_skipping(db: &Db) {
+    fixture(db).await;
+    let mut probe = ChangeProbe::new(db.clone()).with_settle(std::time::Duration::ZERO);
+    let m0 = probe.marker().await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(probe.marker().await.unwrap(), m0, "no write, same marker");
+    }
+    db.account_set_enabled("user1", "example.org", false)
+        .await
+        .unwrap();
+    let m1 = probe.marker().await.unwrap();
+    assert_ne!(m1, m0, "an UPDATE after skipped checks changes the marker");
+    let open = OpenWrite::begin(
+        db,
+        "UPDATE accounts SET sendonly = true WHERE username = 'user2'",
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(
+            probe.marker().await.unwrap(),
+            m1,
+            "an uncommitted write is no change yet"
+        );
+    }
+    open.commit().await;
+    let m2 = probe.marker().await.unwrap();
+    assert_ne!(m2, m1, "the commit of an earlier write changes the marker");
+    assert_eq!(probe.marker().await.unwrap(), m2);
+}
+
 /// One test per backend for each scenario: `scenario` on a fresh SQLite,
 /// MariaDB and PostgreSQL database.
 macro_rules! on_every_backend {
@@ -650,5 +721,6 @@ macro_rules! on_every_backend {
 on_every_backend!(
     guide_semantics,
     admin_semantics,
-    change_probe_sees_every_write
+    change_probe_sees_every_write,
+    change_probe_sees_writes_after_skipping
 );

@@ -616,3 +616,76 @@ fn database_outage_gives_451_and_recovers() {
     stack.read_back("user1@example.org", PASSWORD, "INBOX", &before);
     stack.read_back("info@example.net", PASSWORD, "INBOX", &after);
 }
+
+/// The cache follows an admin's UPDATE on MariaDB and PostgreSQL after a
+/// quiet spell, when the change probe no longer checksums the tables but
+/// only reads the server's write position (InnoDB log sequence number,
+/// PostgreSQL snapshot): disabling an account and adding an alias are seen
+/// within seconds.
+#[test]
+fn cached_answers_follow_updates_after_a_quiet_spell() {
+    let mariadb = MariaDb::fresh();
+    let postgres = Postgres::fresh();
+    for db in [&mariadb as &dyn Database, &postgres] {
+        let dir = TestDir::new("policyd-quiet-change");
+        provision(db);
+        let socket = dir.join("policyd.sock");
+        let _daemon = postwerk_tests::daemon::Daemon::start(
+            &dir,
+            "postwerk-policyd",
+            &format!(
+                "[database]\nurl = \"{}\"\n[policyd]\nsocketmap_listen = [\"unix:{}\"]\nsocket_mode = \"0666\"\ncache_check_interval = \"200ms\"\n",
+                db.reader_url(),
+                socket.display()
+            ),
+            &[postwerk_tests::daemon::Ready::Unix(socket.clone())],
+        );
+        let config = postmap_config(&dir);
+        let map = |name: &str| format!("socketmap:unix:{}:{name}", socket.display());
+        let keys = [
+            "user2@example.org".to_owned(),
+            "late@example.org".to_owned(),
+        ];
+        let ask = || {
+            (
+                postmap_batch(&config, &map("mailboxes"), &keys[..1]),
+                postmap_batch(&config, &map("aliases"), &keys[1..]),
+            )
+        };
+        let (mailboxes, aliases) = ask();
+        assert_eq!(
+            mailboxes.get("user2@example.org").map(String::as_str),
+            Some("1")
+        );
+        assert!(aliases.is_empty(), "{aliases:?}");
+        // Longer than the probe's settle time (PROBE_SETTLE, 2 s): from
+        // here on an unchanged server costs no checksum.
+        std::thread::sleep(Duration::from_secs(4));
+        let (mailboxes, _) = ask();
+        assert_eq!(
+            mailboxes.get("user2@example.org").map(String::as_str),
+            Some("1")
+        );
+        let pw = Postwerk::new(&db.url());
+        pw.run(&["account", "disable", "user2@example.org"], None);
+        pw.run(
+            &["alias", "add", "late@example.org", "user1@example.org"],
+            None,
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (mailboxes, aliases) = ask();
+            if mailboxes.is_empty()
+                && aliases.get("late@example.org").map(String::as_str) == Some("user1@example.org")
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: change not seen after 10 s: {mailboxes:?} {aliases:?}",
+                db.url()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

@@ -792,23 +792,107 @@ fn rename_duplicate(e: DbError, what: String) -> DbError {
 /// - SQLite: `PRAGMA data_version` on a connection of its own, which
 ///   changes when any other connection commits (O(1), exact).
 /// - MariaDB/MySQL: `CHECKSUM TABLE` of the four tables (reads each table;
-///   needs only SELECT).
-/// - PostgreSQL: a sum of `hashtext` over the rows of the four tables.
+///   needs only SELECT) — but only when InnoDB's log sequence number
+///   (`Innodb_lsn_current`, readable without privileges) moved: every
+///   commit that changes a row writes the redo log first, so a number that
+///   stood still means no table changed. The number moves on writes to
+///   any database of the server, so a busy server still pays the checksum;
+///   an idle one (the usual mail server: the tables change when the admin
+///   changes them) pays one status read a second. Tables of another engine,
+///   or a server without that status (MySQL), always get the checksum.
+/// - PostgreSQL: a sum of `hashtext` over the rows of the four tables, in
+///   the same statement as `pg_current_snapshot()`, whose text stays the
+///   same until a transaction that wrote anything (anywhere on the
+///   cluster) ends; while it does, the sum is not read again (unless one
+///   of the four is not a plain table, e.g. a view).
 #[derive(Debug)]
 pub struct ChangeProbe {
     db: Db,
     sqlite: Option<sqlx::SqliteConnection>,
+    gate: Option<Gate>,
+    settle: std::time::Duration,
 }
+
+/// The server's write position (MariaDB: log sequence number; PostgreSQL:
+/// snapshot) at which `marker` was computed.
+#[derive(Debug)]
+struct Gate {
+    position: String,
+    /// When this position was first read.
+    since: std::time::Instant,
+    /// Whether `marker` is known to include every commit up to `position`.
+    is_settled: bool,
+    marker: String,
+}
+
+/// MariaDB: how long the log sequence number must have stood still, as
+/// seen by a checksum, before the checksum is skipped. InnoDB advances the
+/// number when it writes a commit to the redo log, a few microseconds
+/// before the commit becomes visible to other transactions
+/// (`trx_commit_low`: the mini-transaction, then `trx_commit_in_memory`),
+/// so a checksum taken just then can miss a commit whose number it was
+/// given; one taken this long after the number was first read cannot.
+pub const PROBE_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl ChangeProbe {
     /// A probe on `db`'s server.
     pub fn new(db: Db) -> Self {
-        Self { db, sqlite: None }
+        Self {
+            db,
+            sqlite: None,
+            gate: None,
+            settle: PROBE_SETTLE,
+        }
+    }
+
+    /// A probe that trusts MariaDB's log sequence number as soon as it has
+    /// read it once (for tests of the skipped path; see [`PROBE_SETTLE`]).
+    pub fn with_settle(mut self, settle: std::time::Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
+    /// The marker of the last checksum when the server's write position is
+    /// still the one it was computed at (and settled).
+    fn unchanged(&self, position: Option<&str>) -> Option<String> {
+        match (&self.gate, position) {
+            (Some(g), Some(p)) if g.is_settled && g.position == p => Some(g.marker.clone()),
+            _ => None,
+        }
+    }
+
+    /// Notes `marker` as computed after `position` was read (`None`: the
+    /// position cannot be trusted, so every call computes the marker).
+    fn remember(&mut self, position: Option<String>, marker: &str, settle: std::time::Duration) {
+        let now = std::time::Instant::now();
+        self.gate = position.map(|position| match self.gate.take() {
+            Some(g) if g.position == position => Gate {
+                is_settled: g.is_settled || now.duration_since(g.since) >= settle,
+                since: g.since,
+                position,
+                marker: marker.to_owned(),
+            },
+            _ => Gate {
+                is_settled: settle.is_zero(),
+                since: now,
+                position,
+                marker: marker.to_owned(),
+            },
+        });
     }
 
     /// A marker that differs from the previous one when the tables changed
     /// in between (for SQLite: when another connection committed).
     pub async fn marker(&mut self) -> Result<String, DbError> {
+        let res = self.read_marker().await;
+        if res.is_err() {
+            // After an outage, trust nothing remembered from before it.
+            self.gate = None;
+        }
+        res
+    }
+
+    async fn read_marker(&mut self) -> Result<String, DbError> {
         let err = |e| DbError::from_sqlx("change_probe", e);
         match &self.db {
             Db::Sqlite(pool) => {
@@ -831,9 +915,33 @@ impl ChangeProbe {
             }
             Db::MySql(pool) => {
                 use futures::TryStreamExt;
+                let pool = pool.clone();
+                // Read before the checksum: a commit after this read moves
+                // the number again, and the next call looks once more. An
+                // error (MySQL has no such status) means: always checksum.
+                let lsn: Option<String> = sqlx::query_scalar(
+                    "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+                     WHERE VARIABLE_NAME = 'INNODB_LSN_CURRENT'",
+                )
+                .fetch_optional(&pool)
+                .await
+                .ok()
+                .flatten();
+                if let Some(marker) = self.unchanged(lsn.as_deref()) {
+                    return Ok(marker);
+                }
+                // Only InnoDB writes that number; a table of another engine
+                // could change without it.
+                let innodb: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+                     AND ENGINE = 'InnoDB' AND TABLE_NAME IN ('domains', 'accounts', 'aliases', 'tlspolicies')",
+                )
+                .fetch_one(&pool)
+                .await
+                .map_err(err)?;
                 let rows: Vec<sqlx::mysql::MySqlRow> =
                     sqlx::raw_sql("CHECKSUM TABLE domains, accounts, aliases, tlspolicies")
-                        .fetch(pool)
+                        .fetch(&pool)
                         .try_collect()
                         .await
                         .map_err(err)?;
@@ -845,17 +953,90 @@ impl ChangeProbe {
                         v.map_or_else(|| "-".to_owned(), |v| v.to_string())
                     ));
                 }
+                let settle = self.settle;
+                self.remember(lsn.filter(|_| innodb == 4), &out, settle);
                 Ok(out)
             }
             Db::Postgres(pool) => {
-                let sql = "SELECT concat_ws(';', \
+                let pool = pool.clone();
+                let snapshot: Option<String> =
+                    sqlx::query_scalar("SELECT pg_current_snapshot()::text")
+                        .fetch_one(&pool)
+                        .await
+                        .ok();
+                if let Some(marker) = self.unchanged(snapshot.as_deref()) {
+                    return Ok(marker);
+                }
+                // One statement, so the sum is of exactly the data that
+                // snapshot sees. Only plain tables change with the
+                // snapshot (a view over a foreign table would not).
+                let sql = "SELECT pg_current_snapshot()::text, \
+                    (SELECT count(*) FROM pg_class WHERE relkind = 'r' AND oid IN \
+                     (to_regclass('domains'), to_regclass('accounts'), to_regclass('aliases'), to_regclass('tlspolicies'))), \
+                    concat_ws(';', \
                     (SELECT count(*) || ',' || COALESCE(sum(hashtext(t::text)::bigint), 0) FROM domains t), \
                     (SELECT count(*) || ',' || COALESCE(sum(hashtext(t::text)::bigint), 0) FROM accounts t), \
                     (SELECT count(*) || ',' || COALESCE(sum(hashtext(t::text)::bigint), 0) FROM aliases t), \
                     (SELECT count(*) || ',' || COALESCE(sum(hashtext(t::text)::bigint), 0) FROM tlspolicies t))";
-                let (v,): (String,) = sqlx::query_as(sql).fetch_one(pool).await.map_err(err)?;
+                let (snapshot, tables, v): (String, i64, String) =
+                    sqlx::query_as(sql).fetch_one(&pool).await.map_err(err)?;
+                self.remember(
+                    Some(snapshot).filter(|_| tables == 4),
+                    &v,
+                    std::time::Duration::ZERO,
+                );
                 Ok(v)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn probe(settle: Duration) -> ChangeProbe {
+        let cfg = crate::config::DatabaseConfig::from_url("sqlite::memory:").expect("valid URL");
+        ChangeProbe::new(Db::connect_lazy(&cfg, false).expect("lazy pool")).with_settle(settle)
+    }
+
+    #[tokio::test]
+    async fn a_settled_position_skips_the_checksum_until_it_moves() {
+        let mut p = probe(Duration::ZERO);
+        assert_eq!(p.unchanged(Some("5")), None, "nothing remembered yet");
+        p.remember(Some("5".into()), "m5", Duration::ZERO);
+        assert_eq!(p.unchanged(Some("5")).as_deref(), Some("m5"));
+        assert_eq!(p.unchanged(Some("6")), None, "the position moved");
+        assert_eq!(p.unchanged(None), None, "no position read");
+        p.remember(None, "m", Duration::ZERO);
+        assert_eq!(
+            p.unchanged(Some("5")),
+            None,
+            "an untrusted position is forgotten"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fresh_position_is_checked_again_until_it_settled() {
+        let settle = Duration::from_millis(50);
+        let mut p = probe(settle);
+        p.remember(Some("5".into()), "a", settle);
+        assert_eq!(
+            p.unchanged(Some("5")),
+            None,
+            "just read: a commit may not be visible yet"
+        );
+        p.remember(Some("5".into()), "b", settle);
+        assert_eq!(p.unchanged(Some("5")), None, "still within the settle time");
+        std::thread::sleep(settle);
+        p.remember(Some("5".into()), "c", settle);
+        assert_eq!(
+            p.unchanged(Some("5")).as_deref(),
+            Some("c"),
+            "checked after the settle time"
+        );
+        p.remember(Some("6".into()), "d", settle);
+        assert_eq!(p.unchanged(Some("6")), None, "a new position starts over");
     }
 }
