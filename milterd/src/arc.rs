@@ -196,7 +196,7 @@ impl Sealer {
             for selector in selectors {
                 let file = keys::expand_path(&path, &d, &selector);
                 match signer.key(&file) {
-                    Ok(k) if k.algo == Algo::Rsa => return Ok(Ok((selector, k))),
+                    Ok(k) if k.algo() == Algo::Rsa => return Ok(Ok((selector, k))),
                     Ok(_) => has_other = true,
                     Err(KeyError::Missing(p)) => missing.push(p),
                     Err(e) => return Err(SealError::Key(e)),

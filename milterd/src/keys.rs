@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use rustls_pki_types::PrivateKeyDer;
@@ -65,40 +65,51 @@ pub enum KeyError {
     Generate(String),
 }
 
+/// The private half of a key, in the library that signs with it: RSA in
+/// OpenSSL 3, whose assembly computes an RSA-2048 signature in about half
+/// ring's time (`bench/run`, "raw signatures/s"); Ed25519 in ring (faster
+/// than OpenSSL there).
+pub enum Secret {
+    /// An RSA key.
+    Rsa(PKey<Private>),
+    /// An Ed25519 key.
+    Ed25519(Ed25519Key),
+}
+
 /// A loaded private key with what the DNS record needs.
 pub struct Key {
     /// The signing key.
-    pub key: DkimKey,
-    /// Its algorithm.
-    pub algo: Algo,
+    pub secret: Secret,
     /// The public key as published in `p=`: SubjectPublicKeyInfo DER for
     /// RSA (what opendkim-genkey and Rspamd publish), the raw 32 bytes for
     /// Ed25519 (RFC 8463 §4.2).
     pub public: Vec<u8>,
     /// RSA modulus size in bits (0 for Ed25519).
     pub bits: usize,
-    /// The same RSA key in OpenSSL, which signs: ring (which parses and
-    /// checks the key, and signs Ed25519) computes an RSA-2048 signature
-    /// in about twice the time of OpenSSL 3's assembly (`bench/run`,
-    /// "raw signatures/s"). `None` for Ed25519.
-    pub openssl: Option<PKey<Private>>,
 }
 
 impl Key {
+    /// Its algorithm.
+    pub fn algo(&self) -> Algo {
+        match self.secret {
+            Secret::Rsa(_) => Algo::Rsa,
+            Secret::Ed25519(_) => Algo::Ed25519,
+        }
+    }
+
     /// Signs `data` (the DKIM/ARC signing input, hashed here with
     /// SHA-256): RSASSA-PKCS1-v1_5 for RSA keys, Ed25519 of the SHA-256
     /// digest for Ed25519 keys (RFC 8463).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
         use mail_auth::common::crypto::SigningKey;
-        match (&self.openssl, &self.key) {
-            (Some(pkey), _) => {
+        match &self.secret {
+            Secret::Rsa(pkey) => {
                 let mut signer = openssl::sign::Signer::new(MessageDigest::sha256(), pkey)
                     .map_err(|e| e.to_string())?;
                 signer.update(data).map_err(|e| e.to_string())?;
                 signer.sign_to_vec().map_err(|e| e.to_string())
             }
-            (None, DkimKey::Rsa(k)) => k.sign(data).map_err(|e| e.to_string()),
-            (None, DkimKey::Ed25519(k)) => k.sign(data).map_err(|e| e.to_string()),
+            Secret::Ed25519(k) => k.sign(data).map_err(|e| e.to_string()),
         }
     }
 }
@@ -106,7 +117,7 @@ impl Key {
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Key")
-            .field("algo", &self.algo)
+            .field("algo", &self.algo())
             .field("bits", &self.bits)
             .finish_non_exhaustive()
     }
@@ -194,11 +205,9 @@ pub fn parse(data: &[u8]) -> Result<Key, String> {
     }
     let key = Ed25519Key::from_seed_and_public_key(seed, &public).map_err(|e| e.to_string())?;
     Ok(Key {
-        key: DkimKey::Ed25519(key),
-        algo: Algo::Ed25519,
+        secret: Secret::Ed25519(key),
         public,
         bits: 0,
-        openssl: None,
     })
 }
 
@@ -206,11 +215,9 @@ fn ed25519_pkcs8(der: &[u8]) -> Result<Key, String> {
     let key = Ed25519Key::from_pkcs8_maybe_unchecked_der(der).map_err(|e| e.to_string())?;
     let public = key.public_key();
     Ok(Key {
-        key: DkimKey::Ed25519(key),
-        algo: Algo::Ed25519,
+        secret: Secret::Ed25519(key),
         public,
         bits: 0,
-        openssl: None,
     })
 }
 
@@ -223,6 +230,7 @@ fn rsa_key(der: PrivateKeyDer<'_>) -> Result<Key, String> {
         _ => return Err("not an RSA key".into()),
     }
     .map_err(|e| format!("OpenSSL cannot read the RSA key: {e}"))?;
+    // ring checks the key (and gives its public half); OpenSSL signs.
     let key = RsaKey::<Sha256>::from_key_der(der).map_err(|e| e.to_string())?;
     let pkcs1 = key.public_key();
     let bits = rsa_modulus_bits(&pkcs1).unwrap_or(0);
@@ -233,11 +241,9 @@ fn rsa_key(der: PrivateKeyDer<'_>) -> Result<Key, String> {
         ));
     }
     Ok(Key {
-        key: DkimKey::Rsa(key),
-        algo: Algo::Rsa,
+        secret: Secret::Rsa(openssl),
         public: spki_from_pkcs1(&pkcs1),
         bits,
-        openssl: Some(openssl),
     })
 }
 
@@ -340,7 +346,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 pub fn txt_value(key: &Key) -> String {
     format!(
         "v=DKIM1; k={}; p={}",
-        key.algo.name(),
+        key.algo().name(),
         B64.encode(&key.public)
     )
 }
@@ -378,20 +384,20 @@ mod tests {
     fn ed25519_round_trip_and_record() {
         let pem = generate(Algo::Ed25519, 0).unwrap();
         let k = parse(pem.as_bytes()).unwrap();
-        assert_eq!(k.algo, Algo::Ed25519);
+        assert_eq!(k.algo(), Algo::Ed25519);
         assert_eq!(k.public.len(), 32);
         assert!(txt_value(&k).starts_with("v=DKIM1; k=ed25519; p="));
         // Rspamd's format: base64 of the seed.
         let seed = B64.encode([7u8; 32]);
         let r = parse(seed.as_bytes()).unwrap();
-        assert_eq!(r.algo, Algo::Ed25519);
+        assert_eq!(r.algo(), Algo::Ed25519);
     }
 
     #[test]
     fn rsa_round_trip_and_split_record() {
         let pem = generate(Algo::Rsa, 2048).unwrap();
         let k = parse(pem.as_bytes()).unwrap();
-        assert_eq!((k.algo, k.bits), (Algo::Rsa, 2048));
+        assert_eq!((k.algo(), k.bits), (Algo::Rsa, 2048));
         // SPKI of a 2048-bit key is 294 bytes; base64 392 chars.
         assert_eq!(k.public.len(), 294);
         let line = zone_line("2020", "example.org", &k);

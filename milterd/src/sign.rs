@@ -4,7 +4,7 @@
 //! makes one `DKIM-Signature` per configured selector with mail-auth,
 //! relaxed/relaxed. Knows nothing about milter packets.
 
-use crate::keys::{self, Key, KeyError};
+use crate::keys::{self, Algo, Key, KeyError};
 use crate::lookups::TtlCache;
 use bytes::Bytes;
 use mail_auth::common::crypto::{Algorithm, Sha256, SigningKey};
@@ -123,7 +123,10 @@ impl SigningKey for SharedKey {
         })
     }
     fn algorithm(&self) -> Algorithm {
-        self.0.key.algorithm()
+        match self.0.algo() {
+            Algo::Rsa => Algorithm::RsaSha256,
+            Algo::Ed25519 => Algorithm::Ed25519Sha256,
+        }
     }
 }
 
@@ -316,7 +319,7 @@ impl Signer {
                 }
                 Err(e) => return Err(SignError::Key(e)),
             };
-            let algo = key.algo;
+            let algo = key.algo();
             let signer = DkimSigner::from_key(SharedKey(key))
                 .domain(domain)
                 .selector(selector)
@@ -380,7 +383,7 @@ impl Signer {
             return Ok(Arc::clone(&c.key));
         }
         let key = Arc::new(keys::load(path)?);
-        debug!(key = %path.display(), algo = key.algo.name(), bits = key.bits, "DKIM key loaded");
+        debug!(key = %path.display(), algo = key.algo().name(), bits = key.bits, "DKIM key loaded");
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(
                 path.clone(),

@@ -475,7 +475,7 @@ async fn garbage_and_oversized_packets_close_only_that_connection() {
 fn key_files_of_rspamd_load() {
     // Rspamd's ed25519 format: the base64 seed on one line.
     let k = keys::parse(b"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=\n").unwrap();
-    assert_eq!(k.algo, Algo::Ed25519);
+    assert_eq!(k.algo(), Algo::Ed25519);
 }
 
 const GTUBE: &[u8] = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\r\n";

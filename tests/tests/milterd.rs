@@ -25,6 +25,7 @@ use postwerk_tests::guide::Stack;
 use postwerk_tests::net::free_port;
 use postwerk_tests::postfix::{self, Maps};
 use postwerk_tests::smtp::Message;
+use postwerk_tests::smtp::header_values;
 use postwerk_tests::{Database, Sqlite, TestDir};
 
 const PASSWORD: &str = "s3cret pass";
@@ -50,32 +51,6 @@ fn provision(db: &dyn Database, pw: &Postwerk) {
 
 fn header_count(message: &str, name: &str) -> usize {
     header_values(message, name).len()
-}
-
-/// The unfolded values of header `name`.
-fn header_values(message: &str, name: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut current: Option<String> = None;
-    for line in message.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some(c) = current.as_mut() {
-                c.push_str(line);
-            }
-            continue;
-        }
-        out.extend(current.take());
-        if let Some((n, v)) = line.split_once(':')
-            && n.eq_ignore_ascii_case(name)
-        {
-            current = Some(v.to_owned());
-        }
-    }
-    out.extend(current);
-    out
 }
 
 #[test]

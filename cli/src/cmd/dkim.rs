@@ -79,7 +79,7 @@ struct Record {
 fn record(domain: &str, selector: &str, path: &Path, key: Result<&Key, String>) -> Record {
     let (algorithm, bits, txt, error) = match key {
         Ok(k) => (
-            Some(k.algo.name()),
+            Some(k.algo().name()),
             (k.bits > 0).then_some(k.bits),
             Some(keys::txt_value(k)),
             None,
@@ -201,7 +201,7 @@ pub async fn run(ctx: &Ctx, cmd: DkimCmd) -> anyhow::Result<()> {
                 let rec = match keys::load(&path) {
                     Ok(k) => {
                         if !ctx.json {
-                            println!("; {} ({})", path.display(), k.algo.name());
+                            println!("; {} ({})", path.display(), k.algo().name());
                             println!("{}", keys::zone_line(selector, &domain, &k));
                         }
                         record(&domain, selector, &path, Ok(&k))

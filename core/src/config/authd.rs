@@ -2,8 +2,10 @@
 //! No I/O here except resolving user and group names to ids.
 
 use super::ConfigError;
-use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
-use super::units::{format_duration, parse_duration};
+use super::daemon::{
+    ServiceConfig, bounded_duration, check_duration, check_listen, check_service, daemon_raw,
+};
+use super::units::format_duration;
 use crate::service::ListenAddr;
 use serde::Deserialize;
 use std::time::Duration;
@@ -287,31 +289,6 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> AuthdConfig {
         gid,
         login_cache_ttl,
         bruteforce,
-    }
-}
-
-/// A duration that may be zero but not above `max`.
-fn bounded_duration(
-    key: &str,
-    raw: Option<&str>,
-    default: Duration,
-    max: Duration,
-    errors: &mut Vec<ConfigError>,
-) -> Duration {
-    match raw.map(parse_duration) {
-        None => default,
-        Some(Ok(d)) if d <= max => d,
-        Some(Ok(_)) => {
-            errors.push(ConfigError::new(
-                key,
-                format!("at most {}", format_duration(max)),
-            ));
-            default
-        }
-        Some(Err(e)) => {
-            errors.push(ConfigError::new(key, e));
-            default
-        }
     }
 }
 

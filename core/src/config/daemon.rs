@@ -100,6 +100,31 @@ pub fn check_listen(key: &str, raw: &[String], errors: &mut Vec<ConfigError>) ->
         .collect()
 }
 
+/// A duration that may be zero but not above `max`.
+pub fn bounded_duration(
+    key: &str,
+    raw: Option<&str>,
+    default: Duration,
+    max: Duration,
+    errors: &mut Vec<ConfigError>,
+) -> Duration {
+    match raw.map(units::parse_duration) {
+        None => default,
+        Some(Ok(d)) if d <= max => d,
+        Some(Ok(_)) => {
+            errors.push(ConfigError::new(
+                key,
+                format!("at most {}", units::format_duration(max)),
+            ));
+            default
+        }
+        Some(Err(e)) => {
+            errors.push(ConfigError::new(key, e));
+            default
+        }
+    }
+}
+
 /// Parses an optional duration under `key`, which must be more than 0.
 pub fn check_duration(
     key: &str,

@@ -6,7 +6,9 @@
 pub mod spam;
 
 use super::ConfigError;
-use super::daemon::{ServiceConfig, check_duration, check_listen, check_service, daemon_raw};
+use super::daemon::{
+    ServiceConfig, bounded_duration, check_duration, check_listen, check_service, daemon_raw,
+};
 use crate::service::ListenAddr;
 use serde::Deserialize;
 use std::fmt;
@@ -727,28 +729,13 @@ pub fn check(raw: &Raw, errors: &mut Vec<ConfigError>) -> MilterdConfig {
             1024,
             errors,
         ),
-        lookup_cache_ttl: match raw
-            .lookup_cache_ttl
-            .as_deref()
-            .map(super::units::parse_duration)
-        {
-            None => DEFAULT_LOOKUP_CACHE_TTL,
-            Some(Ok(d)) if d <= MAX_LOOKUP_CACHE_TTL => d,
-            Some(Ok(_)) => {
-                errors.push(ConfigError::new(
-                    "[milterd].lookup_cache_ttl",
-                    format!(
-                        "at most {}",
-                        super::units::format_duration(MAX_LOOKUP_CACHE_TTL)
-                    ),
-                ));
-                DEFAULT_LOOKUP_CACHE_TTL
-            }
-            Some(Err(e)) => {
-                errors.push(ConfigError::new("[milterd].lookup_cache_ttl", e));
-                DEFAULT_LOOKUP_CACHE_TTL
-            }
-        },
+        lookup_cache_ttl: bounded_duration(
+            "[milterd].lookup_cache_ttl",
+            raw.lookup_cache_ttl.as_deref(),
+            DEFAULT_LOOKUP_CACHE_TTL,
+            MAX_LOOKUP_CACHE_TTL,
+            errors,
+        ),
         dns_servers: check_dns_servers(raw.dns_servers.as_deref().unwrap_or(&[]), errors),
         dns_timeout: check_duration(
             "[milterd].dns_timeout",
